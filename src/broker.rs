@@ -1,0 +1,212 @@
+//! The broker: redcast's one Redis pub/sub connection.
+//!
+//! A single task owns the connection. It receives messages and hands them
+//! to the hub, reconciles Redis subscriptions with the hub's channels
+//! (SUBSCRIBE on first subscriber, UNSUBSCRIBE after the last, in
+//! batches), and PINGs on an interval so that a connection that is open but
+//! dead is noticed. On any failure it drops the connection, marks every
+//! channel unconfirmed (readiness fails), reconnects with exponential
+//! backoff and full jitter, and resubscribes everything the hub holds.
+
+use crate::config::RedisSettings;
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use futures_util::StreamExt;
+use rand::Rng;
+use redis::aio::{PubSubSink, PubSubStream};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::time::{timeout, Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+/// Channels per SUBSCRIBE/UNSUBSCRIBE command, so that resubscribing many
+/// channels after a reconnect never builds one enormous command.
+pub const SUBSCRIBE_BATCH: usize = 500;
+
+/// Why a connection was given up.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("redis did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("redis closed the pub/sub connection")]
+    Closed,
+}
+
+/// Shared view of the broker's state, for readiness.
+#[derive(Default)]
+pub struct BrokerState {
+    connected: AtomicBool,
+}
+
+impl BrokerState {
+    /// Whether the pub/sub connection is up and resubscribed.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+}
+
+/// Owns the Redis pub/sub connection; see the module docs.
+pub struct Broker {
+    settings: RedisSettings,
+    hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+    state: Arc<BrokerState>,
+    /// Channels (client names) Redis has confirmed on this connection.
+    subscribed: HashSet<String>,
+}
+
+impl Broker {
+    /// A broker for these settings; call [`Broker::run`] to start it.
+    pub fn new(settings: RedisSettings, hub: Arc<Hub>, metrics: Arc<Metrics>) -> Self {
+        Self { settings, hub, metrics, state: Arc::default(), subscribed: HashSet::new() }
+    }
+
+    /// The state readiness reads.
+    pub fn state(&self) -> Arc<BrokerState> {
+        self.state.clone()
+    }
+
+    /// Runs until `shutdown` is cancelled; never returns early on errors.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut attempt: u32 = 0;
+        loop {
+            let result = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = self.session(&mut attempt) => r,
+            };
+            self.set_connected(false);
+            self.subscribed.clear();
+            self.hub.unconfirm_all();
+            if let Err(e) = result {
+                tracing::warn!(error = %e, attempt, "redis pub/sub connection lost; reconnecting");
+            }
+            let delay = backoff(attempt, self.settings.reconnect_min, self.settings.reconnect_max);
+            attempt = attempt.saturating_add(1);
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    /// One connection's life: connect, resubscribe, serve until it fails.
+    async fn session(&mut self, attempt: &mut u32) -> Result<(), BrokerError> {
+        let (mut sink, mut stream) = self.connect().await?;
+        // Take the dirty set first: a channel created after this point is
+        // either in the snapshot below or marked dirty again.
+        self.hub.take_dirty();
+        let all: HashSet<String> = self.hub.channel_names().into_iter().collect();
+        self.reconcile(&mut sink, all).await?;
+        if *attempt > 0 {
+            self.metrics.redis_reconnects.inc();
+        }
+        *attempt = 0;
+        self.set_connected(true);
+        tracing::info!(channels = self.subscribed.len(), "redis pub/sub connected");
+        let mut ping = tokio::time::interval_at(
+            Instant::now() + self.settings.ping_interval,
+            self.settings.ping_interval,
+        );
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = stream.next() => self.deliver(msg.ok_or(BrokerError::Closed)?),
+                _ = self.hub.dirty_changed() => {
+                    let dirty = self.hub.take_dirty();
+                    self.reconcile(&mut sink, dirty).await?;
+                }
+                _ = ping.tick() => {
+                    self.bounded(sink.ping::<redis::Value>()).await?;
+                }
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<(PubSubSink, PubSubStream), BrokerError> {
+        let client = redis::Client::open(self.settings.url.as_str())?;
+        let pubsub = self.bounded(client.get_async_pubsub()).await?;
+        Ok(pubsub.split())
+    }
+
+    fn deliver(&self, msg: redis::Msg) {
+        self.metrics.redis_messages.inc();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        self.metrics.redis_last_message_unix.set(now.as_secs() as i64);
+        let channel = msg.get_channel_name();
+        // Messages for channels outside our prefix cannot be ours.
+        if let Some(name) = channel.strip_prefix(self.settings.channel_prefix.as_str()) {
+            self.hub.publish(name, msg.get_payload_bytes());
+        }
+    }
+
+    /// Brings Redis in line with the hub for the given channels.
+    async fn reconcile(&mut self, sink: &mut PubSubSink, channels: HashSet<String>) -> Result<(), BrokerError> {
+        let (mut add, mut remove) = (Vec::new(), Vec::new());
+        for name in channels {
+            match (self.hub.wants(&name), self.subscribed.contains(&name)) {
+                (true, false) => add.push(name),
+                (false, true) => remove.push(name),
+                // Already in Redis: a quick leave and rejoin still needs
+                // the hub to see it confirmed.
+                (true, true) => self.hub.confirm(std::slice::from_ref(&name)),
+                (false, false) => {}
+            }
+        }
+        for batch in remove.chunks(SUBSCRIBE_BATCH) {
+            self.bounded(sink.unsubscribe(self.redis_names(batch))).await?;
+            batch.iter().for_each(|c| {
+                self.subscribed.remove(c);
+            });
+        }
+        for batch in add.chunks(SUBSCRIBE_BATCH) {
+            self.bounded(sink.subscribe(self.redis_names(batch))).await?;
+            self.subscribed.extend(batch.iter().cloned());
+            self.hub.confirm(batch);
+        }
+        Ok(())
+    }
+
+    fn redis_names(&self, channels: &[String]) -> Vec<String> {
+        let prefix = &self.settings.channel_prefix;
+        channels.iter().map(|c| format!("{prefix}{c}")).collect()
+    }
+
+    async fn bounded<T>(&self, fut: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T, BrokerError> {
+        let limit = self.settings.timeout;
+        Ok(timeout(limit, fut).await.map_err(|_| BrokerError::Timeout(limit))??)
+    }
+
+    fn set_connected(&self, up: bool) {
+        self.state.connected.store(up, Ordering::Release);
+        self.metrics.redis_connected.set(up as i64);
+    }
+}
+
+/// Exponential backoff with full jitter: uniform in `[min, min * 2^attempt]`,
+/// capped at `max`.
+pub fn backoff(attempt: u32, min: Duration, max: Duration) -> Duration {
+    let ceiling = min.saturating_mul(1u32 << attempt.min(16)).min(max);
+    if ceiling <= min {
+        return ceiling;
+    }
+    rand::rng().random_range(min..=ceiling)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_stays_in_bounds() {
+        let (min, max) = (Duration::from_millis(100), Duration::from_secs(5));
+        for attempt in 0..40 {
+            let d = backoff(attempt, min, max);
+            assert!(d >= min && d <= max, "{attempt}: {d:?}");
+        }
+        assert_eq!(backoff(0, min, max), min);
+    }
+}

@@ -1,0 +1,202 @@
+//! The configuration file as written by the operator: serde types that
+//! mirror the TOML sections one to one. Every field has a named default so
+//! that an empty file (or none at all) is a complete configuration.
+
+use serde::Deserialize;
+use std::time::Duration;
+
+/// Default WebSocket listen address (loopback: exposing it is a choice).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default admin listen address (health, readiness, metrics).
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+/// Default Redis URL.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// Default cap on open WebSocket connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default cap on connections still in their HTTP/TLS handshake.
+pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 1_024;
+/// Default time a client has to finish its handshake.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default deadline for closing every client on shutdown.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default largest client frame (and client message) in bytes.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Default cap on channels one connection may subscribe to.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 100;
+/// Default cap on bytes queued for one client before it counts as slow.
+pub const DEFAULT_QUEUE_MAX_BYTES: usize = 1024 * 1024;
+/// Default interval between server pings.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(25);
+/// Default silence after which a client is closed.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time a slow or closing client gets to take its last bytes.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default channel name rule: 1 to 200 of letters, digits and `_ - . : @ /`.
+pub const DEFAULT_NAME_PATTERN: &str = "^[A-Za-z0-9_.:@/-]{1,200}$";
+/// Default time allowed for connecting to Redis and for each command.
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default interval of the pub/sub connection health PING.
+pub const DEFAULT_REDIS_PING_INTERVAL: Duration = Duration::from_secs(5);
+/// Default first reconnect delay (doubles up to the maximum, with jitter).
+pub const DEFAULT_RECONNECT_MIN: Duration = Duration::from_millis(100);
+/// Default longest reconnect delay.
+pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(5);
+
+/// The whole file. Unknown sections and keys are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    /// `[server]`
+    pub server: ServerSection,
+    /// `[admin]`
+    pub admin: AdminSection,
+    /// `[redis]`
+    pub redis: RedisSection,
+    /// `[client]`
+    pub client: ClientSection,
+    /// `[channels]`
+    pub channels: ChannelsSection,
+    /// `[log]`
+    pub log: LogSection,
+}
+
+/// `[server]`: the public WebSocket listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    pub listen: String,
+    pub max_connections: usize,
+    pub max_pending_handshakes: usize,
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.into(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+        }
+    }
+}
+
+/// `[admin]`: health, readiness and metrics.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSection {
+    pub listen: String,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_ADMIN_LISTEN.into(),
+        }
+    }
+}
+
+/// `[redis]`: where messages come from.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSection {
+    pub url: String,
+    pub channel_prefix: String,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub reconnect_min: Duration,
+    #[serde(with = "humantime_serde")]
+    pub reconnect_max: Duration,
+}
+
+impl std::fmt::Debug for RedisSection {
+    // The URL may carry a password: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSection")
+            .field("url", &super::mask_url_password(&self.url))
+            .field("channel_prefix", &self.channel_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RedisSection {
+    fn default() -> Self {
+        Self {
+            url: DEFAULT_REDIS_URL.into(),
+            channel_prefix: String::new(),
+            timeout: DEFAULT_REDIS_TIMEOUT,
+            ping_interval: DEFAULT_REDIS_PING_INTERVAL,
+            reconnect_min: DEFAULT_RECONNECT_MIN,
+            reconnect_max: DEFAULT_RECONNECT_MAX,
+        }
+    }
+}
+
+/// `[client]`: limits applied to every connection.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientSection {
+    pub max_message_bytes: usize,
+    pub max_subscriptions: usize,
+    pub queue_max_bytes: usize,
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+}
+
+impl Default for ClientSection {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
+            queue_max_bytes: DEFAULT_QUEUE_MAX_BYTES,
+            ping_interval: DEFAULT_PING_INTERVAL,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+        }
+    }
+}
+
+/// `[channels]`: which names clients may use.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChannelsSection {
+    pub name_pattern: String,
+}
+
+impl Default for ChannelsSection {
+    fn default() -> Self {
+        Self {
+            name_pattern: DEFAULT_NAME_PATTERN.into(),
+        }
+    }
+}
+
+/// `[log]`: how redcast reports.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter such as `info` or `redcast=debug`; `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}

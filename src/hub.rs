@@ -1,0 +1,256 @@
+//! The hub: which local sessions listen to which channel.
+//!
+//! It is the single source of truth for what Redis should be subscribed
+//! to. Sessions add and remove themselves; every change marks the channel
+//! dirty and wakes the broker, which reconciles Redis with the hub
+//! (SUBSCRIBE on a first subscriber, UNSUBSCRIBE after the last) and then
+//! calls [`Hub::confirm`]. For each Redis message the broker calls
+//! [`Hub::publish`], which encodes the frame once per format and pushes the
+//! shared bytes into each subscriber's [`Outbox`].
+//!
+//! Limits: channels per session are capped by `client.max_subscriptions`
+//! and sessions by `server.max_connections`, so the map is bounded by
+//! their product; an entry is removed as soon as its last subscriber goes.
+
+use crate::metrics::Metrics;
+use crate::outbox::{Outbox, Push};
+use crate::protocol::{self, Frame};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::Notify;
+
+/// Identifies one session in the hub.
+pub type SessionId = u64;
+
+/// How a subscriber wants its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `{"type":"message","channel":..,"data":..}` envelopes.
+    Envelope,
+    /// The payload verbatim, nothing else.
+    Raw,
+}
+
+/// A `subscribed` acknowledgement waiting for Redis to confirm channels.
+struct PendingAck {
+    /// Raw-mode sessions get no acks (nothing but payloads).
+    send: bool,
+    id: Option<String>,
+    channels: Vec<String>,
+    remaining: AtomicUsize,
+    outbox: Arc<Outbox>,
+}
+
+impl PendingAck {
+    fn complete_one(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 && self.send {
+            self.outbox
+                .push(protocol::encode_subscribed(self.id.as_deref(), &self.channels));
+        }
+    }
+}
+
+struct Subscriber {
+    outbox: Arc<Outbox>,
+    format: Format,
+}
+
+#[derive(Default)]
+struct Channel {
+    subscribers: HashMap<SessionId, Subscriber>,
+    confirmed: bool,
+    waiters: Vec<Arc<PendingAck>>,
+}
+
+/// A session's request to join channels.
+pub struct Join<'a> {
+    pub session: SessionId,
+    pub outbox: &'a Arc<Outbox>,
+    pub format: Format,
+    /// Channels to add (the session has checked they are new to it).
+    pub channels: &'a [String],
+    /// Everything to list in the `subscribed` ack (may include old ones).
+    pub ack_channels: Vec<String>,
+    /// The request id, echoed in the ack.
+    pub id: Option<String>,
+}
+
+/// Channel to local subscribers map, shared by sessions and the broker.
+pub struct Hub {
+    channels: RwLock<HashMap<String, Channel>>,
+    dirty: Mutex<HashSet<String>>,
+    unconfirmed: AtomicUsize,
+    wake_broker: Notify,
+    metrics: Arc<Metrics>,
+}
+
+impl Hub {
+    /// An empty hub.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            channels: RwLock::default(),
+            dirty: Mutex::default(),
+            unconfirmed: AtomicUsize::new(0),
+            wake_broker: Notify::new(),
+            metrics,
+        }
+    }
+
+    /// Adds a session to channels; the ack is queued once all are confirmed.
+    pub fn subscribe(&self, join: Join<'_>) {
+        let ack = Arc::new(PendingAck {
+            send: join.format == Format::Envelope,
+            id: join.id,
+            channels: join.ack_channels,
+            // One extra count, released below, so the ack cannot fire early.
+            remaining: AtomicUsize::new(1),
+            outbox: join.outbox.clone(),
+        });
+        let mut created = Vec::new();
+        {
+            let mut map = self.write();
+            for name in join.channels {
+                let entry = map.entry(name.clone()).or_insert_with(|| {
+                    created.push(name.clone());
+                    self.unconfirmed.fetch_add(1, Ordering::Relaxed);
+                    Channel::default()
+                });
+                let sub = Subscriber { outbox: join.outbox.clone(), format: join.format };
+                entry.subscribers.insert(join.session, sub);
+                if !entry.confirmed {
+                    ack.remaining.fetch_add(1, Ordering::AcqRel);
+                    entry.waiters.push(ack.clone());
+                }
+            }
+            self.metrics.channels_active.set(map.len() as i64);
+        }
+        self.metrics.subscriptions.inc_by(join.channels.len() as i64);
+        self.mark_dirty(created);
+        ack.complete_one();
+    }
+
+    /// Removes a session from channels it had joined.
+    pub fn unsubscribe(&self, session: SessionId, channels: &[String]) {
+        let mut emptied = Vec::new();
+        let mut removed = 0;
+        {
+            let mut map = self.write();
+            for name in channels {
+                let Some(entry) = map.get_mut(name) else { continue };
+                removed += entry.subscribers.remove(&session).is_some() as i64;
+                if entry.subscribers.is_empty() {
+                    if let Some(entry) = map.remove(name) {
+                        self.drop_channel(entry);
+                    }
+                    emptied.push(name.clone());
+                }
+            }
+            self.metrics.channels_active.set(map.len() as i64);
+        }
+        self.metrics.subscriptions.dec_by(removed);
+        self.mark_dirty(emptied);
+    }
+
+    fn drop_channel(&self, entry: Channel) {
+        if !entry.confirmed {
+            self.unconfirmed.fetch_sub(1, Ordering::Relaxed);
+        }
+        // Nobody is left to read these acks, but release them anyway.
+        entry.waiters.iter().for_each(|w| w.complete_one());
+    }
+
+    /// Fans one Redis message out to the channel's local subscribers.
+    /// Returns how many frames were queued.
+    pub fn publish(&self, channel: &str, payload: &[u8]) -> usize {
+        let map = self.read();
+        let Some(entry) = map.get(channel) else { return 0 };
+        let (mut envelope, mut raw): (Option<Frame>, Option<Frame>) = (None, None);
+        let (mut queued, mut slow) = (0u64, 0u64);
+        for sub in entry.subscribers.values() {
+            let frame = match sub.format {
+                Format::Envelope => envelope.get_or_insert_with(|| protocol::encode_message(channel, payload)),
+                Format::Raw => raw.get_or_insert_with(|| protocol::encode_raw(payload)),
+            };
+            match sub.outbox.push(frame.clone()) {
+                Push::Queued => queued += 1,
+                Push::Overflow => slow += 1,
+                Push::Closed => {}
+            }
+        }
+        self.metrics.frames_delivered.inc_by(queued);
+        self.metrics.slow_consumers.inc_by(slow);
+        queued as usize
+    }
+
+    /// Marks channels as subscribed in Redis and releases their acks.
+    pub fn confirm(&self, channels: &[String]) {
+        let mut acks = Vec::new();
+        {
+            let mut map = self.write();
+            for name in channels {
+                let Some(entry) = map.get_mut(name) else { continue };
+                if !entry.confirmed {
+                    entry.confirmed = true;
+                    self.unconfirmed.fetch_sub(1, Ordering::Relaxed);
+                }
+                acks.append(&mut entry.waiters);
+            }
+        }
+        acks.iter().for_each(|a| a.complete_one());
+    }
+
+    /// After the Redis connection is lost: nothing is confirmed any more.
+    pub fn unconfirm_all(&self) {
+        let mut map = self.write();
+        for entry in map.values_mut() {
+            entry.confirmed = false;
+        }
+        self.unconfirmed.store(map.len(), Ordering::Relaxed);
+    }
+
+    /// Whether the channel has local subscribers (what Redis should have).
+    pub fn wants(&self, channel: &str) -> bool {
+        self.read().contains_key(channel)
+    }
+
+    /// Every channel with local subscribers.
+    pub fn channel_names(&self) -> Vec<String> {
+        self.read().keys().cloned().collect()
+    }
+
+    /// Channels with subscribers that Redis has not confirmed yet.
+    pub fn unconfirmed(&self) -> usize {
+        self.unconfirmed.load(Ordering::Relaxed)
+    }
+
+    /// Takes the set of channels whose Redis state may need changing.
+    pub fn take_dirty(&self) -> HashSet<String> {
+        self.dirty.lock().map(|mut d| std::mem::take(&mut *d)).unwrap_or_default()
+    }
+
+    /// Resolves when the broker has reconciling to do.
+    pub async fn dirty_changed(&self) {
+        self.wake_broker.notified().await
+    }
+
+    fn mark_dirty(&self, channels: Vec<String>) {
+        if channels.is_empty() {
+            return;
+        }
+        if let Ok(mut d) = self.dirty.lock() {
+            d.extend(channels);
+        }
+        self.wake_broker.notify_one();
+    }
+
+    // A poisoned lock means a panic mid-update elsewhere; the map itself
+    // is still consistent per entry, so keep serving rather than crash.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Channel>> {
+        self.channels.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Channel>> {
+        self.channels.write().unwrap_or_else(|e| e.into_inner())
+    }
+}

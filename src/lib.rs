@@ -1,0 +1,37 @@
+//! redcast: a gateway that fans Redis pub/sub channels out to browsers
+//! over WebSocket.
+//!
+//! # Layout
+//! - [`config`]: file, environment and flags, validated once into [`config::Settings`].
+//! - [`gateway`]: wiring of every part, and the shutdown sequence.
+//! - [`server`]: the public listener, handshakes under a timeout, upgrades.
+//! - [`session`]: one WebSocket client, from upgrade to close.
+//! - [`protocol`]: client requests and server frames (docs/protocol.md).
+//! - [`hub`]: channel to local subscribers; encodes each message once.
+//! - [`outbox`]: each session's bounded outbound queue.
+//! - [`broker`]: the one Redis pub/sub connection, reconnects, resubscribes.
+//! - [`admin`]: health, readiness and metrics.
+//! - [`metrics`], [`shutdown`].
+//!
+//! # The path of a message
+//! `Redis --(one pub/sub connection)--> broker --> hub (frame encoded once)
+//! --> each session's outbox (bounded) --> session writer (drains, one
+//! flush) --> socket`.
+//!
+//! # The path of a request
+//! `socket --> session --> protocol (parse, validate) --> hub
+//! (ref-counted) --> broker (SUBSCRIBE on first, UNSUBSCRIBE on last)`.
+
+pub mod admin;
+pub mod broker;
+pub mod config;
+pub mod gateway;
+pub mod hub;
+pub mod metrics;
+pub mod outbox;
+pub mod protocol;
+pub mod server;
+pub mod session;
+pub mod shutdown;
+
+pub use gateway::Gateway;

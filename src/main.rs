@@ -1,0 +1,113 @@
+//! The `redcast` command: parses flags, loads the configuration, starts
+//! the gateway and waits for a signal.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use redcast::config::{self, LogFormat, Overrides, Settings};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "redcast", version, about = "Redis pub/sub to WebSocket gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the configuration and print the effective values (secrets masked).
+    CheckConfig(Common),
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Configuration file (TOML). Without it, defaults apply.
+    #[arg(long, short, env = "REDCAST_CONFIG")]
+    config: Option<PathBuf>,
+    /// Public WebSocket listen address (overrides server.listen).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Admin listen address (overrides admin.listen).
+    #[arg(long)]
+    admin_listen: Option<String>,
+    /// Redis URL (overrides redis.url).
+    #[arg(long)]
+    redis_url: Option<String>,
+    /// Log format, text or json (overrides log.format).
+    #[arg(long)]
+    log_format: Option<String>,
+}
+
+impl Common {
+    fn load(&self) -> Result<Settings, config::ConfigError> {
+        let overrides = Overrides {
+            listen: self.listen.clone(),
+            admin_listen: self.admin_listen.clone(),
+            redis_url: self.redis_url.clone(),
+            log_format: self.log_format.clone(),
+        };
+        config::load(self.config.as_deref(), std::env::vars(), &overrides)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::CheckConfig(common)) => check_config(&common),
+        None => run(&cli.common),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("redcast: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(common: &Common) -> anyhow::Result<()> {
+    let settings = common.load()?;
+    print!("{}", settings.render());
+    for warning in settings.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    Ok(())
+}
+
+fn run(common: &Common) -> anyhow::Result<()> {
+    let settings = common.load()?;
+    init_logging(&settings);
+    for warning in settings.warnings() {
+        tracing::warn!("INSECURE: {warning}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let gateway = redcast::Gateway::start(settings).await?;
+        let token = gateway.shutdown_token();
+        tokio::spawn(async move {
+            match redcast::shutdown::terminated().await {
+                Ok(name) => tracing::info!(signal = name, "shutting down"),
+                Err(e) => tracing::error!(error = %e, "cannot watch signals; shutting down"),
+            }
+            token.cancel();
+        });
+        gateway.run_until_shutdown().await;
+        Ok(())
+    })
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match settings.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}

@@ -1,0 +1,237 @@
+//! Shared test harness: a real redis-server on a free port, the real
+//! gateway in-process on port 0, and WebSocket/HTTP clients (including a
+//! raw one for hostile frames). Readiness is awaited on signals (redis's
+//! "Ready to accept connections" line, acks, /readyz), never on sleeps.
+#![allow(dead_code)]
+
+pub mod raw;
+
+use futures_util::{SinkExt, StreamExt};
+use redcast::config::{self, Overrides};
+use redcast::Gateway;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tungstenite::Message;
+
+/// How long any single expected event may take before a test fails.
+pub const DEADLINE: Duration = Duration::from_secs(15);
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A real redis-server child process.
+pub struct Redis {
+    pub port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    /// Starts redis-server on a free port and waits until it is ready.
+    pub fn start() -> Redis {
+        Self::start_on(free_port())
+    }
+
+    /// A Redis on a port where nothing listens yet (for "down at start").
+    pub fn not_started() -> Redis {
+        Redis { port: free_port(), child: None, dir: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn start_on(port: u16) -> Redis {
+        let mut r = Redis { port, child: None, dir: tempfile::tempdir().unwrap() };
+        r.launch();
+        r
+    }
+
+    /// Starts (again) on the same port.
+    pub fn launch(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let mut child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--logfile", "", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (apt-get install -y redis-server)");
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            // Keep draining so redis never blocks on a full pipe.
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("Ready to accept connections") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx.recv_timeout(DEADLINE).expect("redis-server did not become ready");
+        self.child = Some(child);
+    }
+
+    /// Kills the server (SIGKILL): connections drop without goodbye.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A command connection for publishing and inspecting.
+    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        let client = redis::Client::open(self.url()).unwrap();
+        client.get_multiplexed_async_connection().await.unwrap()
+    }
+
+    pub async fn publish(&self, channel: &str, payload: impl redis::ToRedisArgs) -> i64 {
+        let mut c = self.conn().await;
+        redis::cmd("PUBLISH").arg(channel).arg(payload).query_async(&mut c).await.unwrap()
+    }
+
+    /// Subscribers Redis counts on a channel (redcast holds at most one).
+    pub async fn numsub(&self, channel: &str) -> i64 {
+        let mut c = self.conn().await;
+        let v: (String, i64) = redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(&mut c).await.unwrap();
+        v.1
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Builds settings from env-style pairs, on free loopback ports.
+pub fn settings(redis_url: &str, env: &[(&str, &str)]) -> config::Settings {
+    let overrides = Overrides {
+        listen: Some("127.0.0.1:0".into()),
+        admin_listen: Some("127.0.0.1:0".into()),
+        redis_url: Some(redis_url.into()),
+        log_format: None,
+    };
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    config::load(None, env, &overrides).expect("test settings must be valid")
+}
+
+/// Starts the real gateway in-process.
+pub async fn gateway(redis: &Redis, env: &[(&str, &str)]) -> Gateway {
+    Gateway::start(settings(&redis.url(), env)).await.expect("gateway starts")
+}
+
+/// Connects a WebSocket client to `path` (e.g. `/ws?channel=a`).
+pub async fn connect(gw: &Gateway, path: &str) -> Ws {
+    let url = format!("ws://{}{}", gw.ws_addr, path);
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
+    ws
+}
+
+/// Next frame that is not a ping or pong.
+pub async fn next_data(ws: &mut Ws) -> Message {
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(m)) => return m,
+                other => panic!("connection ended: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("no frame before the deadline")
+}
+
+/// Next frame, parsed as JSON.
+pub async fn recv_json(ws: &mut Ws) -> Value {
+    match next_data(ws).await {
+        Message::Text(t) => serde_json::from_str(t.as_str()).expect("server sends JSON"),
+        other => panic!("expected a text frame, got {other:?}"),
+    }
+}
+
+pub async fn send_json(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// Connects with `?channel=` for each channel and waits for the ack.
+pub async fn subscribed_client(gw: &Gateway, channels: &[&str]) -> Ws {
+    let query: Vec<String> = channels.iter().map(|c| format!("channel={c}")).collect();
+    let mut ws = connect(gw, &format!("/ws?{}", query.join("&"))).await;
+    let ack = recv_json(&mut ws).await;
+    assert_eq!(ack["type"], "subscribed", "{ack}");
+    ws
+}
+
+/// Reads until the close frame; returns its code (None if the TCP
+/// connection ended without one).
+pub async fn close_code(ws: &mut Ws) -> Option<u16> {
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("no close before the deadline")
+}
+
+/// A plain HTTP/1.1 request; returns status and body.
+pub async fn http(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(DEADLINE, s.read_to_end(&mut buf)).await.expect("response").unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http(addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).await
+}
+
+/// Polls `cond` until it holds (for states only visible by asking, such
+/// as /readyz); fails after the deadline.
+pub async fn wait_until<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = tokio::time::Instant::now();
+    while !cond().await {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub async fn ready(gw: &Gateway) -> bool {
+    get(gw.admin_addr, "/readyz").await.0 == 200
+}
+
+/// A metric's value from /metrics (sum over label sets), 0 if absent.
+pub async fn metric(gw: &Gateway, name: &str) -> f64 {
+    let (_, body) = get(gw.admin_addr, "/metrics").await;
+    body.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
