@@ -5,8 +5,8 @@
 //! so that load balancers see readiness fail before clients are closed.
 
 use crate::broker::BrokerState;
+use crate::handshake::text;
 use crate::hub::Hub;
-use crate::server::text;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -45,7 +45,9 @@ impl Readiness {
         }
         match self.hub.unconfirmed() {
             0 => Ok(()),
-            n => Err(format!("{n} channel(s) not yet confirmed subscribed in redis")),
+            n => Err(format!(
+                "{n} channel(s) not yet confirmed subscribed in redis"
+            )),
         }
     }
 }
@@ -58,10 +60,17 @@ pub struct Admin {
 
 impl Admin {
     /// Serves until `stop` is cancelled.
-    pub async fn run(self: Arc<Self>, listener: TcpListener, stop: CancellationToken, tracker: TaskTracker) {
+    pub async fn run(
+        self: Arc<Self>,
+        listener: TcpListener,
+        stop: CancellationToken,
+        tracker: TaskTracker,
+    ) {
         let permits = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
         loop {
-            let Ok(permit) = permits.clone().acquire_owned().await else { return };
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
             let accepted = tokio::select! {
                 _ = stop.cancelled() => return,
                 r = listener.accept() => r,
@@ -78,7 +87,8 @@ impl Admin {
                     let admin = admin.clone();
                     async move { Ok::<_, std::convert::Infallible>(admin.route(&req)) }
                 });
-                let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service);
                 tokio::select! {
                     _ = stop.cancelled() => {}
                     _ = tokio::time::timeout(ADMIN_CONNECTION_TIMEOUT, conn) => {}

@@ -62,7 +62,13 @@ pub struct Broker {
 impl Broker {
     /// A broker for these settings; call [`Broker::run`] to start it.
     pub fn new(settings: RedisSettings, hub: Arc<Hub>, metrics: Arc<Metrics>) -> Self {
-        Self { settings, hub, metrics, state: Arc::default(), subscribed: HashSet::new() }
+        Self {
+            settings,
+            hub,
+            metrics,
+            state: Arc::default(),
+            subscribed: HashSet::new(),
+        }
     }
 
     /// The state readiness reads.
@@ -84,7 +90,11 @@ impl Broker {
             if let Err(e) = result {
                 tracing::warn!(error = %e, attempt, "redis pub/sub connection lost; reconnecting");
             }
-            let delay = backoff(attempt, self.settings.reconnect_min, self.settings.reconnect_max);
+            let delay = backoff(
+                attempt,
+                self.settings.reconnect_min,
+                self.settings.reconnect_max,
+            );
             attempt = attempt.saturating_add(1);
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -134,8 +144,12 @@ impl Broker {
 
     fn deliver(&self, msg: redis::Msg) {
         self.metrics.redis_messages.inc();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        self.metrics.redis_last_message_unix.set(now.as_secs() as i64);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        self.metrics
+            .redis_last_message_unix
+            .set(now.as_secs() as i64);
         let channel = msg.get_channel_name();
         // Messages for channels outside our prefix cannot be ours.
         if let Some(name) = channel.strip_prefix(self.settings.channel_prefix.as_str()) {
@@ -144,7 +158,11 @@ impl Broker {
     }
 
     /// Brings Redis in line with the hub for the given channels.
-    async fn reconcile(&mut self, sink: &mut PubSubSink, channels: HashSet<String>) -> Result<(), BrokerError> {
+    async fn reconcile(
+        &mut self,
+        sink: &mut PubSubSink,
+        channels: HashSet<String>,
+    ) -> Result<(), BrokerError> {
         let (mut add, mut remove) = (Vec::new(), Vec::new());
         for name in channels {
             match (self.hub.wants(&name), self.subscribed.contains(&name)) {
@@ -157,13 +175,15 @@ impl Broker {
             }
         }
         for batch in remove.chunks(SUBSCRIBE_BATCH) {
-            self.bounded(sink.unsubscribe(self.redis_names(batch))).await?;
+            self.bounded(sink.unsubscribe(self.redis_names(batch)))
+                .await?;
             batch.iter().for_each(|c| {
                 self.subscribed.remove(c);
             });
         }
         for batch in add.chunks(SUBSCRIBE_BATCH) {
-            self.bounded(sink.subscribe(self.redis_names(batch))).await?;
+            self.bounded(sink.subscribe(self.redis_names(batch)))
+                .await?;
             self.subscribed.extend(batch.iter().cloned());
             self.hub.confirm(batch);
         }
@@ -175,9 +195,14 @@ impl Broker {
         channels.iter().map(|c| format!("{prefix}{c}")).collect()
     }
 
-    async fn bounded<T>(&self, fut: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T, BrokerError> {
+    async fn bounded<T>(
+        &self,
+        fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, BrokerError> {
         let limit = self.settings.timeout;
-        Ok(timeout(limit, fut).await.map_err(|_| BrokerError::Timeout(limit))??)
+        Ok(timeout(limit, fut)
+            .await
+            .map_err(|_| BrokerError::Timeout(limit))??)
     }
 
     fn set_connected(&self, up: bool) {

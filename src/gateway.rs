@@ -38,10 +38,17 @@ impl Gateway {
         let settings = Arc::new(settings);
         let ws_listener = TcpListener::bind(settings.server.listen)
             .await
-            .with_context(|| format!("cannot listen on server.listen = {}", settings.server.listen))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen on server.listen = {}",
+                    settings.server.listen
+                )
+            })?;
         let admin_listener = TcpListener::bind(settings.admin.listen)
             .await
-            .with_context(|| format!("cannot listen on admin.listen = {}", settings.admin.listen))?;
+            .with_context(|| {
+                format!("cannot listen on admin.listen = {}", settings.admin.listen)
+            })?;
         let metrics = Arc::new(Metrics::default());
         let mut registry = Registry::default();
         metrics.register(&mut registry);
@@ -57,13 +64,26 @@ impl Gateway {
             background: TaskTracker::new(),
         };
         let admin = Arc::new(Admin {
-            readiness: Readiness { broker: broker.state(), hub: hub.clone(), draining: gateway.draining.clone() },
+            readiness: Readiness {
+                broker: broker.state(),
+                hub: hub.clone(),
+                draining: gateway.draining.clone(),
+            },
             registry,
         });
-        let session = Arc::new(SessionContext { settings, hub, metrics, shutdown: gateway.draining.clone() });
+        let session = Arc::new(SessionContext {
+            settings,
+            hub,
+            metrics,
+            shutdown: gateway.draining.clone(),
+        });
         let server = Server::new(session, gateway.sessions.clone());
         gateway.background.spawn(broker.run(gateway.stop.clone()));
-        gateway.background.spawn(admin.run(admin_listener, gateway.stop.clone(), gateway.background.clone()));
+        gateway.background.spawn(admin.run(
+            admin_listener,
+            gateway.stop.clone(),
+            gateway.background.clone(),
+        ));
         gateway.sessions.spawn(server.run(ws_listener));
         tracing::info!(listen = %gateway.ws_addr, admin = %gateway.admin_addr, "redcast started");
         Ok(gateway)
@@ -87,8 +107,14 @@ impl Gateway {
         self.draining.cancel();
         self.sessions.close();
         let deadline = self.settings.server.drain_timeout;
-        if tokio::time::timeout(deadline, self.sessions.wait()).await.is_err() {
-            tracing::warn!(?deadline, "drain deadline passed; abandoning remaining sessions");
+        if tokio::time::timeout(deadline, self.sessions.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?deadline,
+                "drain deadline passed; abandoning remaining sessions"
+            );
         }
         self.stop.cancel();
         self.background.close();

@@ -45,8 +45,10 @@ struct PendingAck {
 impl PendingAck {
     fn complete_one(&self) {
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 && self.send {
-            self.outbox
-                .push(protocol::encode_subscribed(self.id.as_deref(), &self.channels));
+            self.outbox.push(protocol::encode_subscribed(
+                self.id.as_deref(),
+                &self.channels,
+            ));
         }
     }
 }
@@ -116,7 +118,10 @@ impl Hub {
                     self.unconfirmed.fetch_add(1, Ordering::Relaxed);
                     Channel::default()
                 });
-                let sub = Subscriber { outbox: join.outbox.clone(), format: join.format };
+                let sub = Subscriber {
+                    outbox: join.outbox.clone(),
+                    format: join.format,
+                };
                 entry.subscribers.insert(join.session, sub);
                 if !entry.confirmed {
                     ack.remaining.fetch_add(1, Ordering::AcqRel);
@@ -125,7 +130,9 @@ impl Hub {
             }
             self.metrics.channels_active.set(map.len() as i64);
         }
-        self.metrics.subscriptions.inc_by(join.channels.len() as i64);
+        self.metrics
+            .subscriptions
+            .inc_by(join.channels.len() as i64);
         self.mark_dirty(created);
         ack.complete_one();
     }
@@ -137,7 +144,9 @@ impl Hub {
         {
             let mut map = self.write();
             for name in channels {
-                let Some(entry) = map.get_mut(name) else { continue };
+                let Some(entry) = map.get_mut(name) else {
+                    continue;
+                };
                 removed += entry.subscribers.remove(&session).is_some() as i64;
                 if entry.subscribers.is_empty() {
                     if let Some(entry) = map.remove(name) {
@@ -164,12 +173,16 @@ impl Hub {
     /// Returns how many frames were queued.
     pub fn publish(&self, channel: &str, payload: &[u8]) -> usize {
         let map = self.read();
-        let Some(entry) = map.get(channel) else { return 0 };
+        let Some(entry) = map.get(channel) else {
+            return 0;
+        };
         let (mut envelope, mut raw): (Option<Frame>, Option<Frame>) = (None, None);
         let (mut queued, mut slow) = (0u64, 0u64);
         for sub in entry.subscribers.values() {
             let frame = match sub.format {
-                Format::Envelope => envelope.get_or_insert_with(|| protocol::encode_message(channel, payload)),
+                Format::Envelope => {
+                    envelope.get_or_insert_with(|| protocol::encode_message(channel, payload))
+                }
                 Format::Raw => raw.get_or_insert_with(|| protocol::encode_raw(payload)),
             };
             match sub.outbox.push(frame.clone()) {
@@ -189,7 +202,9 @@ impl Hub {
         {
             let mut map = self.write();
             for name in channels {
-                let Some(entry) = map.get_mut(name) else { continue };
+                let Some(entry) = map.get_mut(name) else {
+                    continue;
+                };
                 if !entry.confirmed {
                     entry.confirmed = true;
                     self.unconfirmed.fetch_sub(1, Ordering::Relaxed);
@@ -226,7 +241,10 @@ impl Hub {
 
     /// Takes the set of channels whose Redis state may need changing.
     pub fn take_dirty(&self) -> HashSet<String> {
-        self.dirty.lock().map(|mut d| std::mem::take(&mut *d)).unwrap_or_default()
+        self.dirty
+            .lock()
+            .map(|mut d| std::mem::take(&mut *d))
+            .unwrap_or_default()
     }
 
     /// Resolves when the broker has reconciling to do.

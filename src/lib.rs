@@ -5,6 +5,7 @@
 //! - [`config`]: file, environment and flags, validated once into [`config::Settings`].
 //! - [`gateway`]: wiring of every part, and the shutdown sequence.
 //! - [`server`]: the public listener, handshakes under a timeout, upgrades.
+//! - [`handshake`]: RFC 6455 upgrade checks and query parameters.
 //! - [`session`]: one WebSocket client, from upgrade to close.
 //! - [`protocol`]: client requests and server frames (docs/protocol.md).
 //! - [`hub`]: channel to local subscribers; encodes each message once.
@@ -26,6 +27,7 @@ pub mod admin;
 pub mod broker;
 pub mod config;
 pub mod gateway;
+pub mod handshake;
 pub mod hub;
 pub mod metrics;
 pub mod outbox;

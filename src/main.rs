@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "redcast", version, about = "Redis pub/sub to WebSocket gateway")]
+#[command(
+    name = "redcast",
+    version,
+    about = "Redis pub/sub to WebSocket gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -105,7 +109,9 @@ fn run(common: &Common) -> anyhow::Result<()> {
 fn init_logging(settings: &Settings) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match settings.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

@@ -48,31 +48,99 @@ impl Metrics {
     /// Registers every metric under the `redcast_` prefix.
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("redcast");
-        r.register("connections_open", "Open WebSocket connections", self.connections_open.clone());
-        r.register("connections_accepted", "WebSocket upgrades accepted", self.connections_accepted.clone());
-        r.register("connections_rejected", "Connections refused before the upgrade, by reason", self.connections_rejected.clone());
-        r.register("connections_closed", "WebSocket connections closed, by reason", self.connections_closed.clone());
-        r.register("handshakes_pending", "Connections still in their handshake", self.handshakes_pending.clone());
-        r.register("subscriptions", "Client subscriptions (connection x channel)", self.subscriptions.clone());
-        r.register("channels_active", "Channels with at least one local subscriber", self.channels_active.clone());
-        r.register("redis_messages", "Messages received from Redis pub/sub", self.redis_messages.clone());
-        r.register("redis_connected", "1 while the Redis pub/sub connection is up", self.redis_connected.clone());
-        r.register("redis_reconnects", "Redis pub/sub connections lost and re-established", self.redis_reconnects.clone());
-        r.register("redis_last_message_timestamp_seconds", "Unix time of the last message from Redis", self.redis_last_message_unix.clone());
-        r.register("frames_delivered", "Message frames queued to clients", self.frames_delivered.clone());
-        r.register("bytes_out", "Payload bytes written to clients", self.bytes_out.clone());
-        r.register("slow_consumers", "Clients closed because their queue overflowed", self.slow_consumers.clone());
-        r.register("inbound_messages", "Frames received from clients", self.inbound_messages.clone());
-        r.register("inbound_errors", "Client requests answered with an error, by code", self.inbound_errors.clone());
+        r.register(
+            "connections_open",
+            "Open WebSocket connections",
+            self.connections_open.clone(),
+        );
+        r.register(
+            "connections_accepted",
+            "WebSocket upgrades accepted",
+            self.connections_accepted.clone(),
+        );
+        r.register(
+            "connections_rejected",
+            "Connections refused before the upgrade, by reason",
+            self.connections_rejected.clone(),
+        );
+        r.register(
+            "connections_closed",
+            "WebSocket connections closed, by reason",
+            self.connections_closed.clone(),
+        );
+        r.register(
+            "handshakes_pending",
+            "Connections still in their handshake",
+            self.handshakes_pending.clone(),
+        );
+        r.register(
+            "subscriptions",
+            "Client subscriptions (connection x channel)",
+            self.subscriptions.clone(),
+        );
+        r.register(
+            "channels_active",
+            "Channels with at least one local subscriber",
+            self.channels_active.clone(),
+        );
+        r.register(
+            "redis_messages",
+            "Messages received from Redis pub/sub",
+            self.redis_messages.clone(),
+        );
+        r.register(
+            "redis_connected",
+            "1 while the Redis pub/sub connection is up",
+            self.redis_connected.clone(),
+        );
+        r.register(
+            "redis_reconnects",
+            "Redis pub/sub connections lost and re-established",
+            self.redis_reconnects.clone(),
+        );
+        r.register(
+            "redis_last_message_timestamp_seconds",
+            "Unix time of the last message from Redis",
+            self.redis_last_message_unix.clone(),
+        );
+        r.register(
+            "frames_delivered",
+            "Message frames queued to clients",
+            self.frames_delivered.clone(),
+        );
+        r.register(
+            "bytes_out",
+            "Payload bytes written to clients",
+            self.bytes_out.clone(),
+        );
+        r.register(
+            "slow_consumers",
+            "Clients closed because their queue overflowed",
+            self.slow_consumers.clone(),
+        );
+        r.register(
+            "inbound_messages",
+            "Frames received from clients",
+            self.inbound_messages.clone(),
+        );
+        r.register(
+            "inbound_errors",
+            "Client requests answered with an error, by code",
+            self.inbound_errors.clone(),
+        );
     }
 
     /// Counts a closed connection.
     pub fn closed(&self, reason: &'static str) {
-        self.connections_closed.get_or_create(&Reason { reason }).inc();
+        self.connections_closed
+            .get_or_create(&Reason { reason })
+            .inc();
     }
 
     /// Counts a connection refused before the upgrade.
     pub fn rejected(&self, reason: &'static str) {
-        self.connections_rejected.get_or_create(&Reason { reason }).inc();
+        self.connections_rejected
+            .get_or_create(&Reason { reason })
+            .inc();
     }
 }

@@ -166,7 +166,9 @@ mod tests {
     #[test]
     fn empty_frames_are_bounded_too() {
         let o = Outbox::new(1024);
-        let queued = (0..100).take_while(|_| o.push(frame(0)) == Push::Queued).count();
+        let queued = (0..100)
+            .take_while(|_| o.push(frame(0)) == Push::Queued)
+            .count();
         assert_eq!(queued, 1024 / FRAME_OVERHEAD);
     }
 }

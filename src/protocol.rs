@@ -102,9 +102,15 @@ impl ErrorCode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     /// `{"type":"subscribe","channels":[...]}`
-    Subscribe { id: Option<String>, channels: Vec<String> },
+    Subscribe {
+        id: Option<String>,
+        channels: Vec<String>,
+    },
     /// `{"type":"unsubscribe","channels":[...]}`
-    Unsubscribe { id: Option<String>, channels: Vec<String> },
+    Unsubscribe {
+        id: Option<String>,
+        channels: Vec<String>,
+    },
     /// `{"type":"ping"}`
     Ping { id: Option<String> },
 }
@@ -125,7 +131,12 @@ pub struct RequestError {
 impl RequestError {
     /// Builds an error for the request with this `id`.
     pub fn new(id: Option<String>, code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { id, code, message: message.into(), channels: Vec::new() }
+        Self {
+            id,
+            code,
+            message: message.into(),
+            channels: Vec::new(),
+        }
     }
 
     /// Names the channels this error is about.
@@ -137,24 +148,51 @@ impl RequestError {
 
 /// Parses one client text frame.
 pub fn parse_request(text: &str) -> Result<Request, RequestError> {
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| RequestError::new(None, ErrorCode::InvalidJson, format!("not valid JSON: {e}")))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        RequestError::new(None, ErrorCode::InvalidJson, format!("not valid JSON: {e}"))
+    })?;
     let Value::Object(mut obj) = value else {
-        return Err(RequestError::new(None, ErrorCode::InvalidJson, "a request must be a JSON object"));
+        return Err(RequestError::new(
+            None,
+            ErrorCode::InvalidJson,
+            "a request must be a JSON object",
+        ));
     };
     let id = take_id(&mut obj)?;
     let kind = match obj.get("type") {
         Some(Value::String(s)) => s.as_str(),
-        Some(_) => return Err(RequestError::new(id, ErrorCode::InvalidField, "`type` must be a string")),
-        None => return Err(RequestError::new(id, ErrorCode::InvalidField, "`type` is missing")),
+        Some(_) => {
+            return Err(RequestError::new(
+                id,
+                ErrorCode::InvalidField,
+                "`type` must be a string",
+            ))
+        }
+        None => {
+            return Err(RequestError::new(
+                id,
+                ErrorCode::InvalidField,
+                "`type` is missing",
+            ))
+        }
     };
     match kind {
-        "subscribe" => Ok(Request::Subscribe { channels: take_channels(&mut obj, &id)?, id }),
-        "unsubscribe" => Ok(Request::Unsubscribe { channels: take_channels(&mut obj, &id)?, id }),
+        "subscribe" => Ok(Request::Subscribe {
+            channels: take_channels(&mut obj, &id)?,
+            id,
+        }),
+        "unsubscribe" => Ok(Request::Unsubscribe {
+            channels: take_channels(&mut obj, &id)?,
+            id,
+        }),
         "ping" => Ok(Request::Ping { id }),
         other => {
             let shown: String = other.chars().take(40).collect();
-            Err(RequestError::new(id, ErrorCode::UnknownType, format!("unknown type `{shown}`")))
+            Err(RequestError::new(
+                id,
+                ErrorCode::UnknownType,
+                format!("unknown type `{shown}`"),
+            ))
         }
     }
 }
@@ -168,11 +206,18 @@ fn take_id(obj: &mut Map<String, Value>) -> Result<Option<String>, RequestError>
             ErrorCode::InvalidField,
             format!("`id` must be at most {MAX_ID_BYTES} bytes"),
         )),
-        Some(_) => Err(RequestError::new(None, ErrorCode::InvalidField, "`id` must be a string")),
+        Some(_) => Err(RequestError::new(
+            None,
+            ErrorCode::InvalidField,
+            "`id` must be a string",
+        )),
     }
 }
 
-fn take_channels(obj: &mut Map<String, Value>, id: &Option<String>) -> Result<Vec<String>, RequestError> {
+fn take_channels(
+    obj: &mut Map<String, Value>,
+    id: &Option<String>,
+) -> Result<Vec<String>, RequestError> {
     let invalid = |msg: &str| RequestError::new(id.clone(), ErrorCode::InvalidField, msg);
     let Some(Value::Array(items)) = obj.remove("channels") else {
         return Err(invalid("`channels` must be an array of strings"));
@@ -205,7 +250,13 @@ struct Reply<'a> {
 
 impl<'a> Reply<'a> {
     fn new(kind: &'a str, id: Option<&'a str>) -> Self {
-        Self { kind, id, channels: None, code: None, message: None }
+        Self {
+            kind,
+            id,
+            channels: None,
+            code: None,
+            message: None,
+        }
     }
 
     fn encode(&self) -> Frame {
@@ -216,12 +267,20 @@ impl<'a> Reply<'a> {
 
 /// `{"type":"subscribed","id":..,"channels":[..]}`
 pub fn encode_subscribed(id: Option<&str>, channels: &[String]) -> Frame {
-    Reply { channels: Some(channels), ..Reply::new("subscribed", id) }.encode()
+    Reply {
+        channels: Some(channels),
+        ..Reply::new("subscribed", id)
+    }
+    .encode()
 }
 
 /// `{"type":"unsubscribed","id":..,"channels":[..]}`
 pub fn encode_unsubscribed(id: Option<&str>, channels: &[String]) -> Frame {
-    Reply { channels: Some(channels), ..Reply::new("unsubscribed", id) }.encode()
+    Reply {
+        channels: Some(channels),
+        ..Reply::new("unsubscribed", id)
+    }
+    .encode()
 }
 
 /// `{"type":"pong","id":..}`
@@ -293,10 +352,22 @@ mod tests {
 
     #[test]
     fn envelope_embeds_json_and_quotes_text() {
-        assert_eq!(text(&encode_message("a", br#"{"x":1}"#)), r#"{"type":"message","channel":"a","data":{"x":1}}"#);
-        assert_eq!(text(&encode_message("a", b"hi \"you\"")), r#"{"type":"message","channel":"a","data":"hi \"you\""}"#);
-        assert_eq!(text(&encode_message("a", b"")), r#"{"type":"message","channel":"a","data":""}"#);
-        assert_eq!(text(&encode_message("a", &[0xff, b'a'])), "{\"type\":\"message\",\"channel\":\"a\",\"data\":\"\u{fffd}a\"}");
+        assert_eq!(
+            text(&encode_message("a", br#"{"x":1}"#)),
+            r#"{"type":"message","channel":"a","data":{"x":1}}"#
+        );
+        assert_eq!(
+            text(&encode_message("a", b"hi \"you\"")),
+            r#"{"type":"message","channel":"a","data":"hi \"you\""}"#
+        );
+        assert_eq!(
+            text(&encode_message("a", b"")),
+            r#"{"type":"message","channel":"a","data":""}"#
+        );
+        assert_eq!(
+            text(&encode_message("a", &[0xff, b'a'])),
+            "{\"type\":\"message\",\"channel\":\"a\",\"data\":\"\u{fffd}a\"}"
+        );
     }
 
     #[test]
@@ -308,10 +379,19 @@ mod tests {
     #[test]
     fn parse_errors_echo_id() {
         let e = parse_request(r#"{"type":"nope","id":"7"}"#).unwrap_err();
-        assert_eq!((e.code, e.id.as_deref()), (ErrorCode::UnknownType, Some("7")));
+        assert_eq!(
+            (e.code, e.id.as_deref()),
+            (ErrorCode::UnknownType, Some("7"))
+        );
         let e = parse_request(r#"{"type":"subscribe","id":"8","channels":"a"}"#).unwrap_err();
-        assert_eq!((e.code, e.id.as_deref()), (ErrorCode::InvalidField, Some("8")));
-        assert_eq!(parse_request("[1]").unwrap_err().code, ErrorCode::InvalidJson);
+        assert_eq!(
+            (e.code, e.id.as_deref()),
+            (ErrorCode::InvalidField, Some("8"))
+        );
+        assert_eq!(
+            parse_request("[1]").unwrap_err().code,
+            ErrorCode::InvalidJson
+        );
         assert_eq!(parse_request("{").unwrap_err().code, ErrorCode::InvalidJson);
     }
 
@@ -319,8 +399,14 @@ mod tests {
     fn parse_ok() {
         assert_eq!(
             parse_request(r#"{"type":"subscribe","channels":["a","b"],"id":"1"}"#).unwrap(),
-            Request::Subscribe { id: Some("1".into()), channels: vec!["a".into(), "b".into()] }
+            Request::Subscribe {
+                id: Some("1".into()),
+                channels: vec!["a".into(), "b".into()]
+            }
         );
-        assert_eq!(parse_request(r#"{"type":"ping"}"#).unwrap(), Request::Ping { id: None });
+        assert_eq!(
+            parse_request(r#"{"type":"ping"}"#).unwrap(),
+            Request::Ping { id: None }
+        );
     }
 }

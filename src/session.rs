@@ -52,9 +52,17 @@ struct Ending {
 
 impl Ending {
     const fn close(code: u16, reason: &'static str) -> Self {
-        Self { code, reason, send_close: true }
+        Self {
+            code,
+            reason,
+            send_close: true,
+        }
     }
-    const GONE: Ending = Ending { code: close::NORMAL, reason: "client_gone", send_close: false };
+    const GONE: Ending = Ending {
+        code: close::NORMAL,
+        reason: "client_gone",
+        send_close: false,
+    };
     const CLIENT_CLOSED: Ending = Ending::close(close::NORMAL, "client_closed");
     const SHUTDOWN: Ending = Ending::close(close::GOING_AWAY, "shutdown");
     const SLOW: Ending = Ending::close(close::SLOW_CONSUMER, "slow_consumer");
@@ -103,7 +111,8 @@ where
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     async fn serve(&mut self) -> Ending {
         let client = &self.ctx.settings.client;
-        let mut ping = tokio::time::interval_at(Instant::now() + client.ping_interval, client.ping_interval);
+        let mut ping =
+            tokio::time::interval_at(Instant::now() + client.ping_interval, client.ping_interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let idle_timeout = client.idle_timeout;
         loop {
@@ -146,7 +155,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// stuck, an overflow or shutdown still ends the session: the write
     /// then gets `write_timeout` to finish so a close frame can follow.
     async fn write_batch(&mut self) -> Result<(), Ending> {
-        let Session { ws, batch, outbox, ctx, ping_due, .. } = self;
+        let Session {
+            ws,
+            batch,
+            outbox,
+            ctx,
+            ping_due,
+            ..
+        } = self;
         let bytes: usize = batch.iter().map(Frame::len).sum();
         let ping = std::mem::take(ping_due);
         let write = async {
@@ -175,7 +191,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         match tokio::time::timeout(ctx.settings.client.write_timeout, write).await {
             Ok(Ok(())) => Err(interrupted),
-            _ => Err(Ending { send_close: false, ..interrupted }),
+            _ => Err(Ending {
+                send_close: false,
+                ..interrupted
+            }),
         }
     }
 
@@ -217,18 +236,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     fn reply_error(&self, e: &RequestError) {
-        self.ctx.metrics.inbound_errors.get_or_create(&crate::metrics::Code { code: e.code.as_str() }).inc();
+        self.ctx
+            .metrics
+            .inbound_errors
+            .get_or_create(&crate::metrics::Code {
+                code: e.code.as_str(),
+            })
+            .inc();
         self.outbox.push(protocol::encode_error(e));
     }
 
     /// Joins channels; the ack comes from the hub once Redis confirms.
     fn subscribe(&mut self, id: Option<String>, channels: Vec<String>) -> Result<(), RequestError> {
         let channels = self.checked_channels(&id, channels)?;
-        let new: Vec<String> = channels.iter().filter(|c| !self.channels.contains(*c)).cloned().collect();
+        let new: Vec<String> = channels
+            .iter()
+            .filter(|c| !self.channels.contains(*c))
+            .cloned()
+            .collect();
         let max = self.ctx.settings.client.max_subscriptions;
         if self.channels.len() + new.len() > max {
             let message = format!("at most {max} subscriptions per connection");
-            return Err(RequestError::new(id, ErrorCode::TooManySubscriptions, message).with_channels(new));
+            return Err(
+                RequestError::new(id, ErrorCode::TooManySubscriptions, message).with_channels(new),
+            );
         }
         self.channels.extend(new.iter().cloned());
         self.ctx.hub.subscribe(Join {
@@ -242,27 +273,53 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Ok(())
     }
 
-    fn unsubscribe(&mut self, id: Option<String>, channels: Vec<String>) -> Result<(), RequestError> {
+    fn unsubscribe(
+        &mut self,
+        id: Option<String>,
+        channels: Vec<String>,
+    ) -> Result<(), RequestError> {
         let channels = self.checked_channels(&id, channels)?;
-        let gone: Vec<String> = channels.iter().filter(|c| self.channels.remove(*c)).cloned().collect();
+        let gone: Vec<String> = channels
+            .iter()
+            .filter(|c| self.channels.remove(*c))
+            .cloned()
+            .collect();
         self.ctx.hub.unsubscribe(self.id, &gone);
-        self.outbox.push(protocol::encode_unsubscribed(id.as_deref(), &channels));
+        self.outbox
+            .push(protocol::encode_unsubscribed(id.as_deref(), &channels));
         Ok(())
     }
 
     /// Validates names and drops duplicates, keeping the client's order.
-    fn checked_channels(&self, id: &Option<String>, channels: Vec<String>) -> Result<Vec<String>, RequestError> {
+    fn checked_channels(
+        &self,
+        id: &Option<String>,
+        channels: Vec<String>,
+    ) -> Result<Vec<String>, RequestError> {
         let rules = &self.ctx.settings.channels;
-        let bad: Vec<String> = channels.iter().filter(|c| !rules.is_valid_name(c)).cloned().collect();
+        let bad: Vec<String> = channels
+            .iter()
+            .filter(|c| !rules.is_valid_name(c))
+            .cloned()
+            .collect();
         if let Some(first) = bad.first() {
             let shown: String = first.chars().take(64).collect();
             let message = format!("invalid channel name `{shown}`");
             // Echo only names short enough not to amplify a hostile request.
-            let listed = bad.into_iter().filter(|c| c.len() <= MAX_CHANNEL_NAME_BYTES).collect();
-            return Err(RequestError::new(id.clone(), ErrorCode::InvalidChannel, message).with_channels(listed));
+            let listed = bad
+                .into_iter()
+                .filter(|c| c.len() <= MAX_CHANNEL_NAME_BYTES)
+                .collect();
+            return Err(
+                RequestError::new(id.clone(), ErrorCode::InvalidChannel, message)
+                    .with_channels(listed),
+            );
         }
         let mut seen = HashSet::new();
-        Ok(channels.into_iter().filter(|c| seen.insert(c.clone())).collect())
+        Ok(channels
+            .into_iter()
+            .filter(|c| seen.insert(c.clone()))
+            .collect())
     }
 
     /// Leaves every channel and sends the close frame when possible.
@@ -271,11 +328,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let channels: Vec<String> = self.channels.drain().collect();
         self.ctx.hub.unsubscribe(self.id, &channels);
         self.ctx.metrics.closed(ending.reason);
-        tracing::debug!(session = self.id, code = ending.code, reason = ending.reason, "session closed");
+        tracing::debug!(
+            session = self.id,
+            code = ending.code,
+            reason = ending.reason,
+            "session closed"
+        );
         if !ending.send_close {
             return;
         }
-        let frame = CloseFrame { code: CloseCode::from(ending.code), reason: ending.reason.into() };
+        let frame = CloseFrame {
+            code: CloseCode::from(ending.code),
+            reason: ending.reason.into(),
+        };
         let close = async {
             // After a client's close this flushes the reply tungstenite queued.
             let _ = self.ws.close(Some(frame)).await;

@@ -21,7 +21,7 @@ pub const ENV_PREFIX: &str = "REDCAST_";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -64,23 +64,40 @@ pub fn load(
         Some(path) => read_table(path)?,
         None => toml::Table::new(),
     };
-    apply_env(&mut table, env)?;
+    let from_env = apply_env(&mut table, env)?;
     apply_overrides(&mut table, overrides);
     let origin = match path {
         Some(p) => format!("config {}", p.display()),
         None => "config (defaults, environment and flags)".to_string(),
     };
-    let raw: FileConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
-        .map_err(|e| ConfigError::Invalid {
-            origin: origin.clone(),
-            key: e.path().to_string(),
-            message: e.into_inner().message().to_string(),
+    let raw: FileConfig =
+        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            invalid(
+                &origin,
+                &from_env,
+                e.path().to_string(),
+                e.into_inner().message().to_string(),
+            )
         })?;
-    Settings::validate(raw).map_err(|(key, message)| ConfigError::Invalid {
+    Settings::validate(raw).map_err(|(key, message)| invalid(&origin, &from_env, key, message))
+}
+
+/// Builds the error, naming the environment variable when one set the key.
+fn invalid(
+    origin: &str,
+    from_env: &[(String, String)],
+    key: String,
+    message: String,
+) -> ConfigError {
+    let origin = match from_env.iter().find(|(path, _)| *path == key) {
+        Some((_, var)) => format!("{origin}, from environment variable {var}"),
+        None => origin.to_string(),
+    };
+    ConfigError::Invalid {
         origin,
         key,
         message,
-    })
+    }
 }
 
 fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
@@ -98,10 +115,12 @@ fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
 /// Applies `REDCAST_SECTION__KEY=value` variables. A value is read as a
 /// TOML value when it is one (`10`, `true`, `["a"]`, `"quoted"`), else as
 /// a plain string, so `REDCAST_SERVER__LISTEN=0.0.0.0:8080` just works.
+/// Returns which key path each variable set, for error messages.
 fn apply_env(
     table: &mut toml::Table,
     env: impl IntoIterator<Item = (String, String)>,
-) -> Result<(), ConfigError> {
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut applied = Vec::new();
     for (var, raw) in env {
         let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
             continue;
@@ -127,9 +146,11 @@ fn apply_env(
                 message: format!("`{section}` is not a section"),
             });
         };
-        section_table.insert(key.to_ascii_lowercase(), value);
+        let key = key.to_ascii_lowercase();
+        section_table.insert(key.clone(), value);
+        applied.push((format!("{section}.{key}"), var));
     }
-    Ok(())
+    Ok(applied)
 }
 
 fn parse_env_value(raw: &str) -> toml::Value {

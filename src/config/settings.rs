@@ -187,12 +187,20 @@ impl Settings {
         let c = &self.client;
         let _ = writeln!(o, "[client]\nmax_message_bytes = {}\nmax_subscriptions = {}\nqueue_max_bytes = {}\nping_interval = \"{}\"\nidle_timeout = \"{}\"\nwrite_timeout = \"{}\"\n",
             c.max_message_bytes, c.max_subscriptions, c.queue_max_bytes, d(c.ping_interval), d(c.idle_timeout), d(c.write_timeout));
-        let _ = writeln!(o, "[channels]\nname_pattern = {}\n", quote(&self.channels.name_pattern_source));
+        let _ = writeln!(
+            o,
+            "[channels]\nname_pattern = {}\n",
+            quote(&self.channels.name_pattern_source)
+        );
         let format = match self.log.format {
             LogFormat::Text => "text",
             LogFormat::Json => "json",
         };
-        let _ = write!(o, "[log]\nformat = \"{format}\"\nlevel = {}\n", quote(&self.log.level));
+        let _ = write!(
+            o,
+            "[log]\nformat = \"{format}\"\nlevel = {}\n",
+            quote(&self.log.level)
+        );
         o
     }
 }
@@ -207,13 +215,20 @@ fn validate_redis(r: super::file::RedisSection) -> Result<RedisSettings, KeyErro
         return Err(err("redis.url", "must start with redis:// or rediss://"));
     }
     // Parse errors are reported without the URL itself: it may hold a password.
-    redis::Client::open(r.url.as_str())
-        .map_err(|e| err("redis.url", format!("not a usable Redis URL ({:?})", e.kind())))?;
+    redis::Client::open(r.url.as_str()).map_err(|e| {
+        err(
+            "redis.url",
+            format!("not a usable Redis URL ({:?})", e.kind()),
+        )
+    })?;
     if r.channel_prefix.len() > 256 {
         return Err(err("redis.channel_prefix", "must be at most 256 bytes"));
     }
     if r.reconnect_min > r.reconnect_max {
-        return Err(err("redis.reconnect_min", "must not exceed redis.reconnect_max"));
+        return Err(err(
+            "redis.reconnect_min",
+            "must not exceed redis.reconnect_max",
+        ));
     }
     Ok(RedisSettings {
         url: r.url,
@@ -251,8 +266,12 @@ fn validate_client(c: super::file::ClientSection) -> Result<ClientSettings, KeyE
 fn validate_channels(c: super::file::ChannelsSection) -> Result<ChannelSettings, KeyError> {
     // Anchor the pattern so that it must match the whole name.
     let anchored = format!("^(?:{})$", c.name_pattern);
-    let name_pattern = Regex::new(&anchored)
-        .map_err(|e| err("channels.name_pattern", format!("not a valid regular expression: {e}")))?;
+    let name_pattern = Regex::new(&anchored).map_err(|e| {
+        err(
+            "channels.name_pattern",
+            format!("not a valid regular expression: {e}"),
+        )
+    })?;
     Ok(ChannelSettings {
         name_pattern,
         name_pattern_source: c.name_pattern,
@@ -263,7 +282,12 @@ fn validate_log(l: super::file::LogSection) -> Result<LogSettings, KeyError> {
     let format = match l.format.as_str() {
         "text" => LogFormat::Text,
         "json" => LogFormat::Json,
-        other => return Err(err("log.format", format!("`{other}` is not one of text, json"))),
+        other => {
+            return Err(err(
+                "log.format",
+                format!("`{other}` is not one of text, json"),
+            ))
+        }
     };
     tracing_subscriber::EnvFilter::try_new(&l.level)
         .map_err(|e| err("log.level", format!("not a valid filter: {e}")))?;

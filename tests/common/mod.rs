@@ -27,7 +27,11 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A real redis-server child process.
@@ -45,11 +49,19 @@ impl Redis {
 
     /// A Redis on a port where nothing listens yet (for "down at start").
     pub fn not_started() -> Redis {
-        Redis { port: free_port(), child: None, dir: tempfile::tempdir().unwrap() }
+        Redis {
+            port: free_port(),
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     pub fn start_on(port: u16) -> Redis {
-        let mut r = Redis { port, child: None, dir: tempfile::tempdir().unwrap() };
+        let mut r = Redis {
+            port,
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+        };
         r.launch();
         r
     }
@@ -58,7 +70,16 @@ impl Redis {
     pub fn launch(&mut self) {
         assert!(self.child.is_none(), "already running");
         let mut child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .args(["--logfile", "", "--daemonize", "no"])
             .arg("--dir")
             .arg(self.dir.path())
@@ -76,7 +97,8 @@ impl Redis {
                 }
             }
         });
-        rx.recv_timeout(DEADLINE).expect("redis-server did not become ready");
+        rx.recv_timeout(DEADLINE)
+            .expect("redis-server did not become ready");
         self.child = Some(child);
     }
 
@@ -100,13 +122,23 @@ impl Redis {
 
     pub async fn publish(&self, channel: &str, payload: impl redis::ToRedisArgs) -> i64 {
         let mut c = self.conn().await;
-        redis::cmd("PUBLISH").arg(channel).arg(payload).query_async(&mut c).await.unwrap()
+        redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query_async(&mut c)
+            .await
+            .unwrap()
     }
 
     /// Subscribers Redis counts on a channel (redcast holds at most one).
     pub async fn numsub(&self, channel: &str) -> i64 {
         let mut c = self.conn().await;
-        let v: (String, i64) = redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(&mut c).await.unwrap();
+        let v: (String, i64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(channel)
+            .query_async(&mut c)
+            .await
+            .unwrap();
         v.1
     }
 }
@@ -131,13 +163,17 @@ pub fn settings(redis_url: &str, env: &[(&str, &str)]) -> config::Settings {
 
 /// Starts the real gateway in-process.
 pub async fn gateway(redis: &Redis, env: &[(&str, &str)]) -> Gateway {
-    Gateway::start(settings(&redis.url(), env)).await.expect("gateway starts")
+    Gateway::start(settings(&redis.url(), env))
+        .await
+        .expect("gateway starts")
 }
 
 /// Connects a WebSocket client to `path` (e.g. `/ws?channel=a`).
 pub async fn connect(gw: &Gateway, path: &str) -> Ws {
     let url = format!("ws://{}{}", gw.ws_addr, path);
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
+    let (ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("websocket connects");
     ws
 }
 
@@ -183,7 +219,11 @@ pub async fn close_code(ws: &mut Ws) -> Option<u16> {
     tokio::time::timeout(DEADLINE, async {
         loop {
             match ws.next().await {
-                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(Message::Close(frame))) => {
+                    // One more read sends our close reply, as a browser would.
+                    let _ = ws.next().await;
+                    return frame.map(|f| u16::from(f.code));
+                }
                 Some(Ok(_)) => continue,
                 _ => return None,
             }
@@ -198,15 +238,29 @@ pub async fn http(addr: SocketAddr, request: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(request.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
-    tokio::time::timeout(DEADLINE, s.read_to_end(&mut buf)).await.expect("response").unwrap();
+    tokio::time::timeout(DEADLINE, s.read_to_end(&mut buf))
+        .await
+        .expect("response")
+        .unwrap();
     let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
 pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    http(addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).await
+    http(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    )
+    .await
 }
 
 /// Polls `cond` until it holds (for states only visible by asking, such

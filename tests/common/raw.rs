@@ -84,7 +84,8 @@ impl RawWs {
             loop {
                 let (op, payload) = self.read().await?;
                 if op == 0x8 {
-                    return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+                    return (payload.len() >= 2)
+                        .then(|| u16::from_be_bytes([payload[0], payload[1]]));
                 }
             }
         })

@@ -1,0 +1,190 @@
+//! The `redcast` command line: check-config, errors that name the key,
+//! environment and flag overrides, secrets masked, --version, and a real
+//! process that starts, serves and exits on SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Output, Stdio};
+
+fn redcast(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_redcast"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("runs")
+}
+
+fn config_file(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f
+}
+
+fn check(text: &str, env: &[(&str, &str)]) -> (bool, String, String) {
+    let f = config_file(text);
+    let out = redcast(
+        &["check-config", "--config", f.path().to_str().unwrap()],
+        env,
+    );
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let out = redcast(&["--version"], &[]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn defaults_without_a_file() {
+    let out = redcast(&["check-config"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(text.contains("listen = \"127.0.0.1:8080\""), "{text}");
+    assert!(text.contains("listen = \"127.0.0.1:9090\""), "{text}");
+    assert!(text.contains("url = \"redis://127.0.0.1:6379\""), "{text}");
+    assert!(text.contains("max_message_bytes = 65536"), "{text}");
+}
+
+#[test]
+fn check_config_prints_effective_values_with_secrets_masked() {
+    let (ok, out, _) = check("[redis]\nurl = \"redis://app:hunter2@127.0.0.1:6380\"\n[client]\nping_interval = \"10s\"\n", &[]);
+    assert!(ok);
+    assert!(out.contains("redis://app:***@127.0.0.1:6380"), "{out}");
+    assert!(!out.contains("hunter2"));
+    assert!(out.contains("ping_interval = \"10s\""), "{out}");
+}
+
+#[test]
+fn errors_name_the_file_the_key_and_why() {
+    let cases = [
+        ("[server]\nlisten = \"nowhere\"\n", "server.listen"),
+        ("[server]\nbogus = 1\n", "bogus"),
+        ("[nosuch]\n", "nosuch"),
+        (
+            "[client]\nmax_message_bytes = \"big\"\n",
+            "client.max_message_bytes",
+        ),
+        (
+            "[client]\nping_interval = \"soon\"\n",
+            "client.ping_interval",
+        ),
+        (
+            "[client]\nping_interval = \"30s\"\nidle_timeout = \"10s\"\n",
+            "client.idle_timeout",
+        ),
+        (
+            "[channels]\nname_pattern = \"([\"\n",
+            "channels.name_pattern",
+        ),
+        ("[redis]\nurl = \"http://x\"\n", "redis.url"),
+        ("[log]\nformat = \"xml\"\n", "log.format"),
+        ("[server\n", "TOML"),
+    ];
+    for (text, key) in cases {
+        let (ok, _, err) = check(text, &[]);
+        assert!(!ok, "{text} must be refused");
+        assert!(err.contains(key), "{text}: error must name `{key}`: {err}");
+        assert!(err.contains("config"), "{err}");
+    }
+    let (ok, _, err) = check("[redis]\nurl = \"rediss://u:topsecret@[bad\"\n", &[]);
+    assert!(!ok);
+    assert!(
+        !err.contains("topsecret"),
+        "secrets never appear in errors: {err}"
+    );
+}
+
+#[test]
+fn environment_overrides_file_and_flags_override_environment() {
+    let env = [
+        ("REDCAST_CLIENT__MAX_SUBSCRIPTIONS", "7"),
+        ("REDCAST_SERVER__LISTEN", "127.0.0.1:7000"),
+    ];
+    let (ok, out, err) = check("[client]\nmax_subscriptions = 3\n", &env);
+    assert!(ok, "{err}");
+    assert!(out.contains("max_subscriptions = 7"), "{out}");
+    assert!(out.contains("listen = \"127.0.0.1:7000\""), "{out}");
+
+    let f = config_file("");
+    let out = redcast(
+        &[
+            "check-config",
+            "--config",
+            f.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:7001",
+        ],
+        &env,
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("listen = \"127.0.0.1:7001\""));
+
+    let (ok, _, err) = check("", &[("REDCAST_CLIENT__NOPE", "1")]);
+    assert!(!ok && err.contains("nope"), "{err}");
+    let (ok, _, err) = check("", &[("REDCAST_CLIENT__MAX_SUBSCRIPTIONS", "many")]);
+    assert!(!ok && err.contains("client.max_subscriptions"), "{err}");
+}
+
+#[test]
+fn insecure_listen_address_warns_loudly() {
+    let (ok, _, err) = check("[server]\nlisten = \"0.0.0.0:8080\"\n", &[]);
+    assert!(ok);
+    assert!(
+        err.contains("warning") && err.contains("without TLS"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_binary_serves_and_exits_on_sigterm() {
+    let redis = common::Redis::start();
+    let (ws, admin) = (common::free_port(), common::free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_redcast"))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{ws}"),
+            "--admin-listen",
+            &format!("127.0.0.1:{admin}"),
+        ])
+        .args(["--redis-url", &redis.url(), "--log-format", "json"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let started = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("redcast started"));
+    let started = started.expect("start line");
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&started).is_ok(),
+        "JSON logs: {started}"
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = rt
+        .block_on(common::get(
+            format!("127.0.0.1:{admin}").parse().unwrap(),
+            "/healthz",
+        ))
+        .0;
+    assert_eq!(status, 200);
+    send_signal(child.id(), "TERM");
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
+}
+
+fn send_signal(pid: u32, signal: &str) {
+    Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+}
