@@ -1,18 +1,23 @@
-//! Wiring: binds the listeners and starts the broker, the public server
-//! and the admin server as tasks of one [`Gateway`], which also owns the
-//! graceful shutdown sequence.
+//! Wiring: binds the listeners and starts the broker, the publisher, the
+//! public server, the admin server and the certificate watcher as tasks of
+//! one [`Gateway`], which also owns reloads and the shutdown sequence.
 
 use crate::admin::{Admin, Readiness};
+use crate::broker::publisher::Publisher;
 use crate::broker::Broker;
 use crate::config::Settings;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::reload::{Live, Reloader};
 use crate::server::Server;
 use crate::session::SessionContext;
+use crate::tls::CertStore;
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,7 +28,8 @@ pub struct Gateway {
     pub ws_addr: SocketAddr,
     /// Where the admin listener is bound.
     pub admin_addr: SocketAddr,
-    settings: Arc<Settings>,
+    reloader: Reloader,
+    drain_timeout: Duration,
     /// Cancelled to start draining: stop accepting, close sessions.
     draining: CancellationToken,
     /// Cancelled after draining: stops the broker and the admin server.
@@ -32,61 +38,75 @@ pub struct Gateway {
     background: TaskTracker,
 }
 
+async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {key} = {addr}"))
+}
+
 impl Gateway {
-    /// Binds both listeners and starts every task.
+    /// Loads key material, binds both listeners and starts every task.
     pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
-        let settings = Arc::new(settings);
-        let ws_listener = TcpListener::bind(settings.server.listen)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on server.listen = {}",
-                    settings.server.listen
-                )
-            })?;
-        let admin_listener = TcpListener::bind(settings.admin.listen)
-            .await
-            .with_context(|| {
-                format!("cannot listen on admin.listen = {}", settings.admin.listen)
-            })?;
+        let certs = settings.tls.clone().map(CertStore::new).transpose()?;
+        let tls = certs
+            .as_ref()
+            .map(|c| c.server_config().map(tokio_rustls::TlsAcceptor::from))
+            .transpose()?;
+        let ws_listener = bind(settings.server.listen, "server.listen").await?;
+        let admin_listener = bind(settings.admin.listen, "admin.listen").await?;
+        let redis = settings.redis.clone();
+        let drain_timeout = settings.server.drain_timeout;
+        let live = Arc::new(ArcSwap::from_pointee(Live::new(settings)?));
         let metrics = Arc::new(Metrics::default());
         let mut registry = Registry::default();
         metrics.register(&mut registry);
         let hub = Arc::new(Hub::new(metrics.clone()));
-        let broker = Broker::new(settings.redis.clone(), hub.clone(), metrics.clone());
+        let broker = Broker::new(redis.clone(), hub.clone(), metrics.clone());
         let gateway = Gateway {
             ws_addr: ws_listener.local_addr()?,
             admin_addr: admin_listener.local_addr()?,
-            settings: settings.clone(),
+            reloader: Reloader::new(live.clone(), certs.clone()),
+            drain_timeout,
             draining: CancellationToken::new(),
             stop: CancellationToken::new(),
             sessions: TaskTracker::new(),
             background: TaskTracker::new(),
         };
+        let readiness = Readiness {
+            broker: broker.state(),
+            hub: hub.clone(),
+            draining: gateway.draining.clone(),
+        };
         let admin = Arc::new(Admin {
-            readiness: Readiness {
-                broker: broker.state(),
-                hub: hub.clone(),
-                draining: gateway.draining.clone(),
-            },
+            readiness,
             registry,
         });
+        let (publisher, publisher_task) =
+            Publisher::start(redis.url.clone(), redis.timeout, gateway.stop.clone());
+        let shutdown = gateway.draining.clone();
         let session = Arc::new(SessionContext {
-            settings,
+            live,
             hub,
             metrics,
-            shutdown: gateway.draining.clone(),
+            publisher,
+            shutdown,
         });
-        let server = Server::new(session, gateway.sessions.clone());
-        gateway.background.spawn(broker.run(gateway.stop.clone()));
-        gateway.background.spawn(admin.run(
-            admin_listener,
-            gateway.stop.clone(),
-            gateway.background.clone(),
-        ));
+        let server = Server::new(session, gateway.sessions.clone(), tls);
+        let bg = &gateway.background;
+        bg.spawn(broker.run(gateway.stop.clone()));
+        bg.spawn(publisher_task);
+        bg.spawn(admin.run(admin_listener, gateway.stop.clone(), bg.clone()));
+        if let Some(certs) = certs {
+            bg.spawn(certs.watch(gateway.stop.clone()));
+        }
         gateway.sessions.spawn(server.run(ws_listener));
-        tracing::info!(listen = %gateway.ws_addr, admin = %gateway.admin_addr, "redcast started");
+        tracing::info!(listen = %gateway.ws_addr, admin = %gateway.admin_addr, tls = gateway.reloader.has_tls(), "redcast started");
         Ok(gateway)
+    }
+
+    /// Applies new settings to the running gateway (see [`crate::reload`]).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// A token that starts the shutdown when cancelled.
@@ -106,7 +126,7 @@ impl Gateway {
     pub async fn shutdown(self) {
         self.draining.cancel();
         self.sessions.close();
-        let deadline = self.settings.server.drain_timeout;
+        let deadline = self.drain_timeout;
         if tokio::time::timeout(deadline, self.sessions.wait())
             .await
             .is_err()

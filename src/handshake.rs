@@ -2,13 +2,17 @@
 //! request, reading redcast's query parameters, and building the answer.
 //! Every refusal is a [`Refusal`]: an HTTP status with a short reason.
 
+use crate::auth::{origin, Action, AuthFailure, Identity};
 use crate::config::Settings;
 use crate::hub::Format;
+use crate::reload::Live;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
+use ipnet::IpNet;
 use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
 
 /// The subprotocol redcast speaks, echoed when a client offers it.
 pub const SUBPROTOCOL: &str = "redcast.v1";
@@ -29,6 +33,12 @@ pub enum Refusal {
     BadRequest(&'static str),
     #[error("server is at its connection limit; retry later")]
     AtCapacity,
+    #[error("too many connections from this address; retry later")]
+    TooManyFromIp,
+    #[error("unauthorized: {0}")]
+    Unauthorized(AuthFailure),
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
 }
 
 impl Refusal {
@@ -39,6 +49,9 @@ impl Refusal {
             Refusal::UpgradeRequired | Refusal::UnsupportedVersion => "bad_handshake",
             Refusal::BadRequest(_) => "bad_request",
             Refusal::AtCapacity => "max_connections",
+            Refusal::TooManyFromIp => "max_connections_per_ip",
+            Refusal::Unauthorized(_) => "unauthorized",
+            Refusal::Forbidden(_) => "forbidden",
         }
     }
 
@@ -49,6 +62,9 @@ impl Refusal {
             Refusal::UpgradeRequired | Refusal::UnsupportedVersion => StatusCode::UPGRADE_REQUIRED,
             Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
             Refusal::AtCapacity => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::TooManyFromIp => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
         };
         let mut resp = text(status, self.to_string());
         let h = resp.headers_mut();
@@ -84,23 +100,153 @@ pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 pub struct Upgrade {
     /// The client's Sec-WebSocket-Key.
     pub key: String,
-    /// Whether the client offered [`SUBPROTOCOL`].
+    /// Whether to answer with [`SUBPROTOCOL`].
     pub subprotocol: bool,
     pub format: Format,
-    /// Valid, de-duplicated channels from `?channel=`, within the limit.
+    /// Valid, allowed, de-duplicated channels from `?channel=`.
     pub channels: Vec<String>,
+    pub identity: Identity,
+    /// The client's address (from trusted proxy headers when present).
+    pub client_ip: IpAddr,
 }
 
-/// Checks the request against RFC 6455 and redcast's query rules.
-pub fn check<B>(req: &Request<B>, settings: &Settings) -> Result<Upgrade, Refusal> {
+/// Checks the request against RFC 6455, the Origin policy, the token and
+/// the channel rules, in that order.
+pub fn check<B>(req: &Request<B>, live: &Live, peer: SocketAddr) -> Result<Upgrade, Refusal> {
     let key = check_headers(req)?;
-    let (format, channels) = parse_query(req.uri().query().unwrap_or(""), settings)?;
+    let (subprotocol, protocol_token) = subprotocols(req.headers())?;
+    let identity = authorize(req, live, protocol_token)?;
+    let (format, channels) = parse_query(req.uri().query().unwrap_or(""), &live.settings)?;
+    // Anonymous and a token could help: 401; otherwise: 403.
+    let could_authenticate = !identity.authenticated && live.policy.verifier.is_some();
+    if channels
+        .iter()
+        .any(|c| !live.policy.allows(&identity, c, Action::Subscribe))
+    {
+        return Err(match could_authenticate {
+            true => Refusal::Unauthorized(AuthFailure::Missing),
+            false => Refusal::Forbidden("a requested channel is not allowed"),
+        });
+    }
+    let client_ip = client_ip(peer, req.headers(), &live.settings.server.trusted_proxies);
     Ok(Upgrade {
         key,
-        subprotocol: offered_subprotocol(req.headers()),
+        subprotocol,
         format,
         channels,
+        identity,
+        client_ip,
     })
+}
+
+/// Origin first (a foreign page must not learn whether a token works),
+/// then the token from header, subprotocol, cookie or query.
+pub fn authorize<B>(
+    req: &Request<B>,
+    live: &Live,
+    protocol_token: Option<String>,
+) -> Result<Identity, Refusal> {
+    let h = req.headers();
+    let origin_header = h.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = h.get(header::HOST).and_then(|v| v.to_str().ok());
+    if !origin::allowed(&live.policy.allowed_origins, origin_header, host) {
+        return Err(Refusal::Forbidden("origin not allowed"));
+    }
+    let token = bearer(h)
+        .or(protocol_token)
+        .or_else(|| cookie(h, &live.policy.cookie_name))
+        .or_else(|| query_param(req.uri().query().unwrap_or(""), "token"));
+    live.policy
+        .authenticate(token.as_deref())
+        .map_err(Refusal::Unauthorized)
+}
+
+fn bearer(h: &HeaderMap) -> Option<String> {
+    let v = h.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
+}
+
+fn cookie(h: &HeaderMap, name: &str) -> Option<String> {
+    h.get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+fn query_param(query: &str, name: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The client address: the peer, unless the peer is a trusted proxy, in
+/// which case the nearest untrusted hop of X-Forwarded-For (or Forwarded).
+pub fn client_ip(peer: SocketAddr, h: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer.ip()) {
+        return peer.ip();
+    }
+    let xff = h
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','));
+    let forwarded = h
+        .get_all(header::FORWARDED)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([',', ';']))
+        .filter_map(|p| {
+            p.trim()
+                .strip_prefix("for=")
+                .or_else(|| p.trim().strip_prefix("For="))
+        });
+    let hops: Vec<IpAddr> = xff.chain(forwarded).filter_map(parse_hop).collect();
+    hops.into_iter()
+        .rev()
+        .find(|ip| !is_trusted(ip))
+        .unwrap_or(peer.ip())
+}
+
+fn parse_hop(s: &str) -> Option<IpAddr> {
+    let s = s.trim().trim_matches('"');
+    let s = s
+        .strip_prefix('[')
+        .map(|r| r.split(']').next().unwrap_or(r))
+        .unwrap_or(s);
+    s.parse()
+        .ok()
+        .or_else(|| s.rsplit_once(':').and_then(|(ip, _)| ip.parse().ok()))
+}
+
+/// Reads offered subprotocols: whether [`SUBPROTOCOL`] was offered, and
+/// a `bearer.<token>` if one was. A bearer entry needs `redcast.v1` beside
+/// it, since the server must echo a protocol the client offered.
+fn subprotocols(h: &HeaderMap) -> Result<(bool, Option<String>), Refusal> {
+    let offered: Vec<&str> = h
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let ours = offered.contains(&SUBPROTOCOL);
+    let token = offered
+        .iter()
+        .find_map(|p| p.strip_prefix("bearer."))
+        .map(str::to_string);
+    if token.is_some() && !ours {
+        return Err(Refusal::BadRequest(
+            "offer `redcast.v1` together with `bearer.<token>`",
+        ));
+    }
+    Ok((ours, token))
 }
 
 fn has_token(h: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
@@ -148,14 +294,6 @@ fn is_valid_key(key: &str) -> bool {
         && b[..22]
             .iter()
             .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
-}
-
-fn offered_subprotocol(h: &HeaderMap) -> bool {
-    h.get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|p| p.trim() == SUBPROTOCOL)
 }
 
 /// Reads `channel` (repeatable) and `format`; other parameters are

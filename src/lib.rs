@@ -24,6 +24,7 @@
 //! (ref-counted) --> broker (SUBSCRIBE on first, UNSUBSCRIBE on last)`.
 
 pub mod admin;
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod gateway;
@@ -32,8 +33,10 @@ pub mod hub;
 pub mod metrics;
 pub mod outbox;
 pub mod protocol;
+pub mod reload;
 pub mod server;
 pub mod session;
 pub mod shutdown;
+pub mod tls;
 
 pub use gateway::Gateway;

@@ -74,6 +74,11 @@ fn main() -> ExitCode {
 
 fn check_config(common: &Common) -> anyhow::Result<()> {
     let settings = common.load()?;
+    // Key files and certificates are part of a valid configuration.
+    if let Some(tls) = &settings.tls {
+        redcast::tls::load(&tls.cert, &tls.key)?;
+    }
+    redcast::reload::Live::new(settings.clone())?;
     print!("{}", settings.render());
     for warning in settings.warnings() {
         eprintln!("warning: {warning}");
@@ -93,6 +98,18 @@ fn run(common: &Common) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let gateway = redcast::Gateway::start(settings).await?;
+        let reloader = gateway.reloader();
+        let source = common.clone();
+        tokio::spawn(redcast::shutdown::on_hangup(move || {
+            match source.load() {
+                Ok(settings) => {
+                    if let Err(e) = reloader.apply(settings) {
+                        tracing::error!(error = %e, "reload refused; keeping the running configuration");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "reload refused; keeping the running configuration"),
+            }
+        }));
         let token = gateway.shutdown_token();
         tokio::spawn(async move {
             match redcast::shutdown::terminated().await {

@@ -33,9 +33,13 @@ pub mod close {
     pub const INTERNAL: u16 = 1011;
     /// The client was silent for longer than `client.idle_timeout`.
     pub const IDLE_TIMEOUT: u16 = 4001;
+    /// The connection's token expired and no fresh one was sent.
+    pub const TOKEN_EXPIRED: u16 = 4003;
     /// The client did not read fast enough: its queue exceeded
     /// `client.queue_max_bytes`.
     pub const SLOW_CONSUMER: u16 = 4008;
+    /// The client kept sending after being told it is rate limited.
+    pub const RATE_LIMITED: u16 = 4029;
 }
 
 /// One outgoing WebSocket data frame, cheap to clone.
@@ -82,6 +86,14 @@ pub enum ErrorCode {
     TooManySubscriptions,
     /// A message exceeds `client.max_message_bytes`.
     MessageTooBig,
+    /// The channel rules or the token do not allow this.
+    Forbidden,
+    /// The connection sends requests faster than `client.rate_limit`.
+    RateLimited,
+    /// A `refresh` token is invalid, or names another subject.
+    InvalidToken,
+    /// Redis did not take a publish (unavailable or busy); retry later.
+    PublishFailed,
 }
 
 impl ErrorCode {
@@ -94,6 +106,10 @@ impl ErrorCode {
             ErrorCode::InvalidChannel => "invalid_channel",
             ErrorCode::TooManySubscriptions => "too_many_subscriptions",
             ErrorCode::MessageTooBig => "message_too_big",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::PublishFailed => "publish_failed",
         }
     }
 }
@@ -113,6 +129,15 @@ pub enum Request {
     },
     /// `{"type":"ping"}`
     Ping { id: Option<String> },
+    /// `{"type":"publish","channel":..,"data":..}`; `payload` is what goes
+    /// to Redis: a string's contents, or any other value's JSON text.
+    Publish {
+        id: Option<String>,
+        channel: String,
+        payload: Vec<u8>,
+    },
+    /// `{"type":"refresh","token":..}`
+    Refresh { id: Option<String>, token: String },
 }
 
 /// A request that could not be served; becomes an error frame.
@@ -186,6 +211,15 @@ pub fn parse_request(text: &str) -> Result<Request, RequestError> {
             id,
         }),
         "ping" => Ok(Request::Ping { id }),
+        "publish" => parse_publish(obj, id),
+        "refresh" => match obj.remove("token") {
+            Some(Value::String(token)) => Ok(Request::Refresh { id, token }),
+            _ => Err(RequestError::new(
+                id,
+                ErrorCode::InvalidField,
+                "`token` must be a string",
+            )),
+        },
         other => {
             let shown: String = other.chars().take(40).collect();
             Err(RequestError::new(
@@ -195,6 +229,35 @@ pub fn parse_request(text: &str) -> Result<Request, RequestError> {
             ))
         }
     }
+}
+
+fn parse_publish(mut obj: Map<String, Value>, id: Option<String>) -> Result<Request, RequestError> {
+    let channel = match obj.remove("channel") {
+        Some(Value::String(c)) => c,
+        _ => {
+            return Err(RequestError::new(
+                id,
+                ErrorCode::InvalidField,
+                "`channel` must be a string",
+            ))
+        }
+    };
+    let payload = match obj.remove("data") {
+        None => {
+            return Err(RequestError::new(
+                id,
+                ErrorCode::InvalidField,
+                "`data` is missing",
+            ))
+        }
+        Some(Value::String(s)) => s.into_bytes(),
+        Some(other) => serde_json::to_vec(&other).unwrap_or_default(),
+    };
+    Ok(Request::Publish {
+        id,
+        channel,
+        payload,
+    })
 }
 
 fn take_id(obj: &mut Map<String, Value>) -> Result<Option<String>, RequestError> {
@@ -286,6 +349,16 @@ pub fn encode_unsubscribed(id: Option<&str>, channels: &[String]) -> Frame {
 /// `{"type":"pong","id":..}`
 pub fn encode_pong(id: Option<&str>) -> Frame {
     Reply::new("pong", id).encode()
+}
+
+/// `{"type":"published","id":..}`
+pub fn encode_published(id: Option<&str>) -> Frame {
+    Reply::new("published", id).encode()
+}
+
+/// `{"type":"refreshed","id":..}`
+pub fn encode_refreshed(id: Option<&str>) -> Frame {
+    Reply::new("refreshed", id).encode()
 }
 
 /// `{"type":"error","id":..,"code":..,"message":..}`

@@ -1,25 +1,28 @@
-//! The public listener: accepts TCP, runs each HTTP handshake in the
-//! connection's own task under `server.handshake_timeout`, and upgrades
-//! `GET /ws` to a WebSocket [`session`](crate::session).
+//! The public listener: accepts TCP, runs each handshake (TLS, then
+//! HTTP) in the connection's own task under `server.handshake_timeout`,
+//! and upgrades `GET /ws` to a WebSocket [`session`](crate::session).
 //!
 //! The accept loop never waits on a peer and never exits on an accept
 //! error (EMFILE and friends are logged and retried after a short pause).
-//! Two limits protect it: `server.max_pending_handshakes` (excess TCP
-//! connections are closed at once) and `server.max_connections` (excess
-//! upgrades get HTTP 503).
+//! Limits: `server.max_pending_handshakes` (excess TCP connections are
+//! closed at once), `server.max_connections` (HTTP 503) and
+//! `client.max_connections_per_ip` (HTTP 429).
 
-use crate::config::Settings;
 use crate::handshake::{self, Body, Refusal};
+use crate::reload::Live;
 use crate::session::{self, SessionContext, SessionParams};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::gauge::Gauge;
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::task::TaskTracker;
 use tungstenite::protocol::{Role, WebSocketConfig};
@@ -32,8 +35,10 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 pub struct Server {
     pub session: Arc<SessionContext>,
     pub tracker: TaskTracker,
+    tls: Option<TlsAcceptor>,
     open: Arc<AtomicUsize>,
     pending: Arc<AtomicUsize>,
+    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
     next_id: AtomicU64,
 }
 
@@ -66,14 +71,61 @@ impl Drop for Permit {
     }
 }
 
+/// One client IP's place; the map entry goes when its count reaches zero,
+/// so the map never holds more entries than open connections.
+struct IpPermit {
+    map: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl IpPermit {
+    fn try_take(
+        map: &Arc<Mutex<HashMap<IpAddr, usize>>>,
+        ip: IpAddr,
+        max: usize,
+    ) -> Option<IpPermit> {
+        let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if max > 0 && *n >= max {
+            if *n == 0 {
+                m.remove(&ip);
+            }
+            return None;
+        }
+        *n += 1;
+        Some(IpPermit {
+            map: map.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpPermit {
+    fn drop(&mut self) {
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
 impl Server {
-    /// A server whose sessions share `session`.
-    pub fn new(session: Arc<SessionContext>, tracker: TaskTracker) -> Arc<Self> {
+    /// A server whose sessions share `session`; TLS when `tls` is set.
+    pub fn new(
+        session: Arc<SessionContext>,
+        tracker: TaskTracker,
+        tls: Option<TlsAcceptor>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             session,
             tracker,
+            tls,
             open: Arc::default(),
             pending: Arc::default(),
+            per_ip: Arc::default(),
             next_id: AtomicU64::new(1),
         })
     }
@@ -100,19 +152,46 @@ impl Server {
         }
     }
 
-    /// Runs one connection's HTTP handshake under the timeout.
+    /// Runs one connection's handshakes (TLS, HTTP) under the timeout.
     async fn handle(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
-        let settings = &self.session.settings.server;
+        let (max_pending, timeout) = {
+            let live = self.session.live.load();
+            (
+                live.settings.server.max_pending_handshakes,
+                live.settings.server.handshake_timeout,
+            )
+        };
         let metrics = &self.session.metrics;
-        let Some(_permit) = Permit::try_take(
-            &self.pending,
-            &metrics.handshakes_pending,
-            settings.max_pending_handshakes,
-        ) else {
+        let Some(_permit) =
+            Permit::try_take(&self.pending, &metrics.handshakes_pending, max_pending)
+        else {
             metrics.rejected("handshake_limit");
             return;
         };
         let _ = stream.set_nodelay(true);
+        let handshake = async {
+            match &self.tls {
+                None => self.clone().serve_http(stream, peer).await,
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(tls) => self.clone().serve_http(tls, peer).await,
+                    Err(_) => metrics.rejected("tls_handshake"),
+                },
+            }
+        };
+        tokio::select! {
+            _ = self.session.shutdown.cancelled() => {}
+            r = tokio::time::timeout(timeout, handshake) => {
+                if r.is_err() {
+                    metrics.rejected("handshake_timeout");
+                }
+            }
+        }
+    }
+
+    async fn serve_http<IO>(self: Arc<Self>, io: IO, peer: SocketAddr)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let server = self.clone();
         let service = hyper::service::service_fn(move |req| {
             let server = server.clone();
@@ -120,16 +199,9 @@ impl Server {
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .max_buf_size(16 * 1024)
-            .serve_connection(TokioIo::new(stream), service)
+            .serve_connection(TokioIo::new(io), service)
             .with_upgrades();
-        tokio::select! {
-            _ = self.session.shutdown.cancelled() => {}
-            r = tokio::time::timeout(settings.handshake_timeout, conn) => {
-                if r.is_err() {
-                    metrics.rejected("handshake_timeout");
-                }
-            }
-        }
+        let _ = conn.await;
     }
 
     fn route(self: &Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
@@ -150,23 +222,21 @@ impl Server {
         mut req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Result<Response<Body>, Refusal> {
-        let settings = &self.session.settings;
-        let upgrade = handshake::check(&req, settings)?;
-        let metrics = &self.session.metrics;
-        let max = settings.server.max_connections;
-        let permit = Permit::try_take(&self.open, &metrics.connections_open, max)
-            .ok_or(Refusal::AtCapacity)?;
+        let live = self.session.live.load_full();
+        let upgrade = handshake::check(&req, &live, peer)?;
+        let permits = self.take_permits(&live, upgrade.client_ip)?;
         let params = SessionParams {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             format: upgrade.format,
             channels: upgrade.channels.clone(),
+            identity: upgrade.identity.clone(),
         };
         let on_upgrade = hyper::upgrade::on(&mut req);
         let server = self.clone();
-        let timeout = settings.server.handshake_timeout;
-        let ws_config = websocket_config(settings);
+        let timeout = live.settings.server.handshake_timeout;
+        let ws_config = websocket_config(&live);
         self.tracker.spawn(async move {
-            let _permit = permit;
+            let _permits = permits;
             let Ok(Ok(upgraded)) = tokio::time::timeout(timeout, on_upgrade).await else {
                 return;
             };
@@ -178,14 +248,26 @@ impl Server {
         });
         Ok(handshake::switching_protocols(&upgrade))
     }
+
+    fn take_permits(&self, live: &Live, ip: IpAddr) -> Result<(Permit, IpPermit), Refusal> {
+        let metrics = &self.session.metrics;
+        let client = &live.settings.client;
+        let ip_permit = IpPermit::try_take(&self.per_ip, ip, client.max_connections_per_ip)
+            .ok_or(Refusal::TooManyFromIp)?;
+        let max = live.settings.server.max_connections;
+        let permit = Permit::try_take(&self.open, &metrics.connections_open, max)
+            .ok_or(Refusal::AtCapacity)?;
+        Ok((permit, ip_permit))
+    }
 }
 
 /// Per-connection WebSocket settings: small eager read buffer (idle
 /// connections dominate memory), incoming size capped by the config.
-fn websocket_config(settings: &Settings) -> WebSocketConfig {
+fn websocket_config(live: &Live) -> WebSocketConfig {
+    let max = live.settings.client.max_message_bytes;
     WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(16 * 1024)
-        .max_message_size(Some(settings.client.max_message_bytes))
-        .max_frame_size(Some(settings.client.max_message_bytes))
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
 }

@@ -33,6 +33,12 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default channel name rule: 1 to 200 of letters, digits and `_ - . : @ /`.
 pub const DEFAULT_NAME_PATTERN: &str = "^[A-Za-z0-9_.:@/-]{1,200}$";
+/// Default cap on open connections from one client IP.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_000;
+/// Default sustained request rate per connection (requests per second).
+pub const DEFAULT_RATE_LIMIT: f64 = 50.0;
+/// Default burst of requests above the rate.
+pub const DEFAULT_RATE_BURST: u32 = 100;
 /// Default time allowed for connecting to Redis and for each command.
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default interval of the pub/sub connection health PING.
@@ -58,6 +64,10 @@ pub struct FileConfig {
     pub channels: ChannelsSection,
     /// `[log]`
     pub log: LogSection,
+    /// `[tls]`
+    pub tls: super::security::TlsSection,
+    /// `[auth]`
+    pub auth: super::security::AuthSection,
 }
 
 /// `[server]`: the public WebSocket listener.
@@ -71,6 +81,8 @@ pub struct ServerSection {
     pub handshake_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// Proxies (IPs or CIDRs) whose X-Forwarded-For / Forwarded is believed.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerSection {
@@ -81,6 +93,7 @@ impl Default for ServerSection {
             max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -152,6 +165,14 @@ pub struct ClientSection {
     pub idle_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub write_timeout: Duration,
+    /// Browser origins allowed to connect (exact, or `https://*.example.com`).
+    pub allowed_origins: Vec<String>,
+    /// Open connections per client IP; 0 means no limit.
+    pub max_connections_per_ip: usize,
+    /// Requests per second one connection may send (token bucket rate).
+    pub rate_limit: f64,
+    /// Requests a connection may send in a burst above the rate.
+    pub rate_burst: u32,
 }
 
 impl Default for ClientSection {
@@ -163,6 +184,10 @@ impl Default for ClientSection {
             ping_interval: DEFAULT_PING_INTERVAL,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
+            allowed_origins: Vec::new(),
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            rate_limit: DEFAULT_RATE_LIMIT,
+            rate_burst: DEFAULT_RATE_BURST,
         }
     }
 }
@@ -172,12 +197,15 @@ impl Default for ClientSection {
 #[serde(deny_unknown_fields, default)]
 pub struct ChannelsSection {
     pub name_pattern: String,
+    /// Access rules, first match wins (`[[channels.rules]]`).
+    pub rules: Vec<super::security::RuleSection>,
 }
 
 impl Default for ChannelsSection {
     fn default() -> Self {
         Self {
             name_pattern: DEFAULT_NAME_PATTERN.into(),
+            rules: Vec::new(),
         }
     }
 }

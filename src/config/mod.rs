@@ -7,9 +7,12 @@
 //! operator never has to guess which line is wrong.
 
 mod file;
+mod render;
+mod security;
 mod settings;
 
 pub use file::*;
+pub use security::*;
 pub use settings::*;
 
 use std::path::{Path, PathBuf};

@@ -2,8 +2,11 @@
 
 use super::file::FileConfig;
 use super::mask_url_password;
+use super::security::{
+    validate_auth, validate_rules, validate_tls, Access, AuthSettings, RuleSection, TlsSettings,
+};
+use ipnet::IpNet;
 use regex::Regex;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -20,6 +23,9 @@ pub struct Settings {
     pub client: ClientSettings,
     pub channels: ChannelSettings,
     pub log: LogSettings,
+    /// `None`: the public listener speaks plain HTTP.
+    pub tls: Option<TlsSettings>,
+    pub auth: AuthSettings,
 }
 
 /// `[server]`, validated.
@@ -30,6 +36,7 @@ pub struct ServerSettings {
     pub max_pending_handshakes: usize,
     pub handshake_timeout: Duration,
     pub drain_timeout: Duration,
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 /// `[admin]`, validated.
@@ -69,6 +76,10 @@ pub struct ClientSettings {
     pub ping_interval: Duration,
     pub idle_timeout: Duration,
     pub write_timeout: Duration,
+    pub allowed_origins: Vec<String>,
+    pub max_connections_per_ip: usize,
+    pub rate_limit: f64,
+    pub rate_burst: u32,
 }
 
 /// `[channels]`, validated.
@@ -78,6 +89,8 @@ pub struct ChannelSettings {
     pub name_pattern: Regex,
     /// The pattern as written, for display.
     pub name_pattern_source: String,
+    /// Access rules, first match wins; empty means open (see docs).
+    pub rules: Vec<RuleSection>,
 }
 
 impl ChannelSettings {
@@ -101,9 +114,10 @@ pub struct LogSettings {
     pub level: String,
 }
 
-type KeyError = (String, String);
+/// A key path and what is wrong with its value.
+pub(super) type KeyError = (String, String);
 
-fn err(key: &str, message: impl Into<String>) -> KeyError {
+pub(super) fn err(key: &str, message: impl Into<String>) -> KeyError {
     (key.to_string(), message.into())
 }
 
@@ -140,6 +154,7 @@ impl Settings {
             )?,
             handshake_timeout: positive("server.handshake_timeout", raw.server.handshake_timeout)?,
             drain_timeout: raw.server.drain_timeout,
+            trusted_proxies: validate_proxies(&raw.server.trusted_proxies)?,
         };
         let admin = AdminSettings {
             listen: addr("admin.listen", &raw.admin.listen)?,
@@ -151,13 +166,30 @@ impl Settings {
             client: validate_client(raw.client)?,
             channels: validate_channels(raw.channels)?,
             log: validate_log(raw.log)?,
+            tls: validate_tls(raw.tls)?,
+            auth: validate_auth(raw.auth)?,
         })
     }
 
     /// Settings that work but deserve an operator's attention.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if !self.server.listen.ip().is_loopback() {
+        if self.channels.rules.is_empty() {
+            out.push(
+                "no [[channels.rules]]: redcast runs OPEN, any client may subscribe to any valid \
+                 channel (publishing is denied)"
+                    .into(),
+            );
+        }
+        let needs_tokens = self.channels.rules.iter().any(|r| {
+            [r.subscribe, r.publish]
+                .iter()
+                .any(|a| matches!(a, Access::Authenticated | Access::Token))
+        });
+        if needs_tokens && !self.auth.enabled() {
+            out.push("channel rules need tokens but [auth] has no algorithms: those rules can never allow".into());
+        }
+        if self.tls.is_none() && !self.server.listen.ip().is_loopback() {
             out.push(format!(
                 "server.listen = {} is reachable from the network without TLS: \
                  terminate TLS in front of redcast or set [tls]",
@@ -172,41 +204,6 @@ impl Settings {
         }
         out
     }
-
-    /// The effective configuration as TOML, secrets masked.
-    pub fn render(&self) -> String {
-        let mut o = String::new();
-        let d = |d: Duration| humantime::format_duration(d).to_string();
-        let s = &self.server;
-        let _ = writeln!(o, "[server]\nlisten = \"{}\"\nmax_connections = {}\nmax_pending_handshakes = {}\nhandshake_timeout = \"{}\"\ndrain_timeout = \"{}\"\n",
-            s.listen, s.max_connections, s.max_pending_handshakes, d(s.handshake_timeout), d(s.drain_timeout));
-        let _ = writeln!(o, "[admin]\nlisten = \"{}\"\n", self.admin.listen);
-        let r = &self.redis;
-        let _ = writeln!(o, "[redis]\nurl = {}\nchannel_prefix = {}\ntimeout = \"{}\"\nping_interval = \"{}\"\nreconnect_min = \"{}\"\nreconnect_max = \"{}\"\n",
-            quote(&mask_url_password(&r.url)), quote(&r.channel_prefix), d(r.timeout), d(r.ping_interval), d(r.reconnect_min), d(r.reconnect_max));
-        let c = &self.client;
-        let _ = writeln!(o, "[client]\nmax_message_bytes = {}\nmax_subscriptions = {}\nqueue_max_bytes = {}\nping_interval = \"{}\"\nidle_timeout = \"{}\"\nwrite_timeout = \"{}\"\n",
-            c.max_message_bytes, c.max_subscriptions, c.queue_max_bytes, d(c.ping_interval), d(c.idle_timeout), d(c.write_timeout));
-        let _ = writeln!(
-            o,
-            "[channels]\nname_pattern = {}\n",
-            quote(&self.channels.name_pattern_source)
-        );
-        let format = match self.log.format {
-            LogFormat::Text => "text",
-            LogFormat::Json => "json",
-        };
-        let _ = write!(
-            o,
-            "[log]\nformat = \"{format}\"\nlevel = {}\n",
-            quote(&self.log.level)
-        );
-        o
-    }
-}
-
-fn quote(s: &str) -> String {
-    toml::Value::String(s.to_string()).to_string()
 }
 
 fn validate_redis(r: super::file::RedisSection) -> Result<RedisSettings, KeyError> {
@@ -260,6 +257,10 @@ fn validate_client(c: super::file::ClientSection) -> Result<ClientSettings, KeyE
         ping_interval,
         idle_timeout,
         write_timeout: positive("client.write_timeout", c.write_timeout)?,
+        allowed_origins: validate_origins(c.allowed_origins)?,
+        max_connections_per_ip: c.max_connections_per_ip,
+        rate_limit: validate_rate(c.rate_limit)?,
+        rate_burst: at_least("client.rate_burst", c.rate_burst as usize, 1)? as u32,
     })
 }
 
@@ -275,6 +276,7 @@ fn validate_channels(c: super::file::ChannelsSection) -> Result<ChannelSettings,
     Ok(ChannelSettings {
         name_pattern,
         name_pattern_source: c.name_pattern,
+        rules: validate_rules(c.rules)?,
     })
 }
 
@@ -295,4 +297,46 @@ fn validate_log(l: super::file::LogSection) -> Result<LogSettings, KeyError> {
         format,
         level: l.level,
     })
+}
+
+fn validate_proxies(list: &[String]) -> Result<Vec<IpNet>, KeyError> {
+    list.iter()
+        .map(|p| {
+            p.parse::<IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    err(
+                        "server.trusted_proxies",
+                        format!("`{p}` is not an IP address or CIDR"),
+                    )
+                })
+        })
+        .collect()
+}
+
+fn validate_origins(list: Vec<String>) -> Result<Vec<String>, KeyError> {
+    for o in &list {
+        let ok = (o.starts_with("https://") || o.starts_with("http://"))
+            && !o.ends_with('/')
+            && o.split("://")
+                .nth(1)
+                .is_some_and(|h| !h.is_empty() && !h.contains('/'));
+        if !ok {
+            return Err(err(
+                "client.allowed_origins",
+                format!("`{o}` is not an origin like https://app.example.com"),
+            ));
+        }
+    }
+    Ok(list.into_iter().map(|o| o.to_ascii_lowercase()).collect())
+}
+
+fn validate_rate(rate: f64) -> Result<f64, KeyError> {
+    if !(rate.is_finite() && rate > 0.0) {
+        return Err(err(
+            "client.rate_limit",
+            "must be a positive number of requests per second",
+        ));
+    }
+    Ok(rate)
 }

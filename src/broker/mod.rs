@@ -8,6 +8,8 @@
 //! channel unconfirmed (readiness fails), reconnects with exponential
 //! backoff and full jitter, and resubscribes everything the hub holds.
 
+pub mod publisher;
+
 use crate::config::RedisSettings;
 use crate::hub::Hub;
 use crate::metrics::Metrics;

@@ -1,0 +1,149 @@
+//! `check-config` output: the effective configuration as TOML, with
+//! secrets masked, so that what runs can be read back and diffed.
+
+use super::settings::{LogFormat, Settings};
+use super::{mask_url_password, Access, RuleSection};
+use std::time::Duration;
+use toml::{Table, Value};
+
+fn d(d: Duration) -> Value {
+    Value::String(humantime::format_duration(d).to_string())
+}
+
+fn s(v: impl ToString) -> Value {
+    Value::String(v.to_string())
+}
+
+fn n(v: usize) -> Value {
+    Value::Integer(v as i64)
+}
+
+fn list(v: &[String]) -> Value {
+    Value::Array(v.iter().map(s).collect())
+}
+
+fn table<const N: usize>(pairs: [(&str, Value); N]) -> Value {
+    Value::Table(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+}
+
+fn access(a: Access) -> Value {
+    s(match a {
+        Access::Anyone => "anyone",
+        Access::Authenticated => "authenticated",
+        Access::Token => "token",
+        Access::Nobody => "nobody",
+    })
+}
+
+fn rule(r: &RuleSection) -> Value {
+    table([
+        ("pattern", s(&r.pattern)),
+        ("subscribe", access(r.subscribe)),
+        ("publish", access(r.publish)),
+    ])
+}
+
+impl Settings {
+    /// The effective configuration as TOML, secrets masked.
+    pub fn render(&self) -> String {
+        let (sv, c, r, a) = (&self.server, &self.client, &self.redis, &self.auth);
+        let mut t = Table::new();
+        let proxies: Vec<String> = sv.trusted_proxies.iter().map(|p| p.to_string()).collect();
+        t.insert(
+            "server".into(),
+            table([
+                ("listen", s(sv.listen)),
+                ("max_connections", n(sv.max_connections)),
+                ("max_pending_handshakes", n(sv.max_pending_handshakes)),
+                ("handshake_timeout", d(sv.handshake_timeout)),
+                ("drain_timeout", d(sv.drain_timeout)),
+                ("trusted_proxies", list(&proxies)),
+            ]),
+        );
+        t.insert("admin".into(), table([("listen", s(self.admin.listen))]));
+        t.insert(
+            "redis".into(),
+            table([
+                ("url", s(mask_url_password(&r.url))),
+                ("channel_prefix", s(&r.channel_prefix)),
+                ("timeout", d(r.timeout)),
+                ("ping_interval", d(r.ping_interval)),
+                ("reconnect_min", d(r.reconnect_min)),
+                ("reconnect_max", d(r.reconnect_max)),
+            ]),
+        );
+        t.insert(
+            "client".into(),
+            table([
+                ("max_message_bytes", n(c.max_message_bytes)),
+                ("max_subscriptions", n(c.max_subscriptions)),
+                ("queue_max_bytes", n(c.queue_max_bytes)),
+                ("ping_interval", d(c.ping_interval)),
+                ("idle_timeout", d(c.idle_timeout)),
+                ("write_timeout", d(c.write_timeout)),
+                ("allowed_origins", list(&c.allowed_origins)),
+                ("max_connections_per_ip", n(c.max_connections_per_ip)),
+                ("rate_limit", Value::Float(c.rate_limit)),
+                ("rate_burst", n(c.rate_burst as usize)),
+            ]),
+        );
+        let mut channels = table([("name_pattern", s(&self.channels.name_pattern_source))]);
+        if let Value::Table(ch) = &mut channels {
+            ch.insert(
+                "rules".into(),
+                Value::Array(self.channels.rules.iter().map(rule).collect()),
+            );
+        }
+        t.insert("channels".into(), channels);
+        if let Some(tls) = &self.tls {
+            t.insert(
+                "tls".into(),
+                table([
+                    ("cert", s(tls.cert.display())),
+                    ("key", s(tls.key.display())),
+                    ("watch_interval", d(tls.watch_interval)),
+                ]),
+            );
+        }
+        let mut auth = table([
+            ("algorithms", list(&a.algorithms)),
+            ("leeway", d(a.leeway)),
+            ("cookie_name", s(&a.cookie_name)),
+            ("required", Value::Boolean(a.required)),
+            ("audience", list(&a.audience)),
+        ]);
+        if let Value::Table(at) = &mut auth {
+            let optional = [
+                (
+                    "hmac_secret",
+                    a.hmac_secret.as_ref().map(|_| "***".to_string()),
+                ),
+                (
+                    "public_key_file",
+                    a.public_key_file.as_ref().map(|p| p.display().to_string()),
+                ),
+                (
+                    "jwks_file",
+                    a.jwks_file.as_ref().map(|p| p.display().to_string()),
+                ),
+                ("issuer", a.issuer.clone()),
+            ];
+            for (k, v) in optional {
+                if let Some(v) = v {
+                    at.insert(k.into(), s(v));
+                }
+            }
+        }
+        t.insert("auth".into(), auth);
+        let format = if self.log.format == LogFormat::Json {
+            "json"
+        } else {
+            "text"
+        };
+        t.insert(
+            "log".into(),
+            table([("format", s(format)), ("level", s(&self.log.level))]),
+        );
+        toml::to_string(&t).unwrap_or_default()
+    }
+}

@@ -1,0 +1,80 @@
+//! The session's writing half: everything queued goes out as one batch
+//! with one flush. A write that stalls while the client overflows its
+//! queue, or while the server shuts down, gets `client.write_timeout` to
+//! finish (so a close frame can follow) before the socket is dropped.
+
+use super::{Ending, Session};
+use crate::outbox::Drain;
+use crate::protocol::Frame;
+use futures_util::SinkExt;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tungstenite::Message;
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    pub(super) async fn pump(&mut self) -> Result<(), Ending> {
+        loop {
+            if self.outbox.drain(&mut self.batch) == Drain::Overflowed {
+                return Err(Ending::SLOW);
+            }
+            if self.batch.is_empty() && !self.ping_due {
+                return Ok(());
+            }
+            self.write_batch().await?;
+        }
+    }
+
+    /// Feeds the batch to the socket and flushes once. While a write is
+    /// stuck, an overflow or shutdown still ends the session: the write
+    /// then gets `write_timeout` to finish so a close frame can follow.
+    async fn write_batch(&mut self) -> Result<(), Ending> {
+        let Session {
+            ws,
+            batch,
+            outbox,
+            ctx,
+            ping_due,
+            ..
+        } = self;
+        let bytes: usize = batch.iter().map(Frame::len).sum();
+        let ping = std::mem::take(ping_due);
+        let write = async {
+            if ping {
+                ws.feed(Message::Ping(Default::default())).await?;
+            }
+            for frame in batch.drain(..) {
+                ws.feed(into_message(frame)).await?;
+            }
+            ws.flush().await
+        };
+        tokio::pin!(write);
+        let interrupted = loop {
+            tokio::select! {
+                r = &mut write => {
+                    ctx.metrics.bytes_out.inc_by(bytes as u64);
+                    return r.map_err(|_| Ending::GONE);
+                }
+                _ = outbox.ready() => {
+                    if outbox.is_overflowed() {
+                        break Ending::SLOW;
+                    }
+                }
+                _ = ctx.shutdown.cancelled() => break Ending::SHUTDOWN,
+            }
+        };
+        let write_timeout = ctx.live.load().settings.client.write_timeout;
+        match tokio::time::timeout(write_timeout, write).await {
+            Ok(Ok(())) => Err(interrupted),
+            _ => Err(Ending {
+                send_close: false,
+                ..interrupted
+            }),
+        }
+    }
+}
+
+fn into_message(frame: Frame) -> Message {
+    match frame {
+        Frame::Text(t) => Message::Text(t),
+        Frame::Binary(b) => Message::Binary(b),
+    }
+}
