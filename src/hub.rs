@@ -70,10 +70,9 @@ pub struct Join<'a> {
     pub session: SessionId,
     pub outbox: &'a Arc<Outbox>,
     pub format: Format,
-    /// Channels to add (the session has checked they are new to it).
-    pub channels: &'a [String],
-    /// Everything to list in the `subscribed` ack (may include old ones).
-    pub ack_channels: Vec<String>,
+    /// Channels to join; ones the session already has are kept as they are,
+    /// but the ack still waits until Redis has confirmed every one.
+    pub channels: Vec<String>,
     /// The request id, echoed in the ack.
     pub id: Option<String>,
 }
@@ -101,18 +100,14 @@ impl Hub {
 
     /// Adds a session to channels; the ack is queued once all are confirmed.
     pub fn subscribe(&self, join: Join<'_>) {
-        let ack = Arc::new(PendingAck {
-            send: join.format == Format::Envelope,
-            id: join.id,
-            channels: join.ack_channels,
-            // One extra count, released below, so the ack cannot fire early.
-            remaining: AtomicUsize::new(1),
-            outbox: join.outbox.clone(),
-        });
         let mut created = Vec::new();
+        let mut added = 0;
+        // One extra count, released below, so the ack cannot fire early.
+        let remaining = AtomicUsize::new(1);
+        let mut waiting_on = Vec::new();
         {
             let mut map = self.write();
-            for name in join.channels {
+            for name in &join.channels {
                 let entry = map.entry(name.clone()).or_insert_with(|| {
                     created.push(name.clone());
                     self.unconfirmed.fetch_add(1, Ordering::Relaxed);
@@ -122,19 +117,37 @@ impl Hub {
                     outbox: join.outbox.clone(),
                     format: join.format,
                 };
-                entry.subscribers.insert(join.session, sub);
+                added += entry.subscribers.insert(join.session, sub).is_none() as i64;
                 if !entry.confirmed {
-                    ack.remaining.fetch_add(1, Ordering::AcqRel);
-                    entry.waiters.push(ack.clone());
+                    remaining.fetch_add(1, Ordering::Relaxed);
+                    waiting_on.push(name.clone());
                 }
             }
             self.metrics.channels_active.set(map.len() as i64);
         }
-        self.metrics
-            .subscriptions
-            .inc_by(join.channels.len() as i64);
+        let ack = Arc::new(PendingAck {
+            send: join.format == Format::Envelope,
+            id: join.id,
+            channels: join.channels,
+            remaining,
+            outbox: join.outbox.clone(),
+        });
+        self.add_waiters(&waiting_on, &ack);
+        self.metrics.subscriptions.inc_by(added);
         self.mark_dirty(created);
         ack.complete_one();
+    }
+
+    /// Registers `ack` on channels that were unconfirmed a moment ago; a
+    /// channel confirmed (or removed) in between releases its count now.
+    fn add_waiters(&self, channels: &[String], ack: &Arc<PendingAck>) {
+        let mut map = self.write();
+        for name in channels {
+            match map.get_mut(name) {
+                Some(entry) if !entry.confirmed => entry.waiters.push(ack.clone()),
+                _ => ack.complete_one(),
+            }
+        }
     }
 
     /// Removes a session from channels it had joined.

@@ -23,25 +23,25 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Validate the configuration and print the effective values (secrets masked).
-    CheckConfig(Common),
+    CheckConfig,
 }
 
 #[derive(Args, Clone)]
 struct Common {
     /// Configuration file (TOML). Without it, defaults apply.
-    #[arg(long, short, env = "REDCAST_CONFIG")]
+    #[arg(long, short, env = "REDCAST_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Public WebSocket listen address (overrides server.listen).
-    #[arg(long)]
+    #[arg(long, global = true)]
     listen: Option<String>,
     /// Admin listen address (overrides admin.listen).
-    #[arg(long)]
+    #[arg(long, global = true)]
     admin_listen: Option<String>,
     /// Redis URL (overrides redis.url).
-    #[arg(long)]
+    #[arg(long, global = true)]
     redis_url: Option<String>,
     /// Log format, text or json (overrides log.format).
-    #[arg(long)]
+    #[arg(long, global = true)]
     log_format: Option<String>,
 }
 
@@ -60,7 +60,7 @@ impl Common {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Command::CheckConfig(common)) => check_config(&common),
+        Some(Command::CheckConfig) => check_config(&cli.common),
         None => run(&cli.common),
     };
     match result {
@@ -126,8 +126,11 @@ fn run(common: &Common) -> anyhow::Result<()> {
 fn init_logging(settings: &Settings) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log.level));
+    // Colours only for a terminal, never into files or the journal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match settings.log.format {
         LogFormat::Json => builder.json().init(),

@@ -84,8 +84,6 @@ pub enum ErrorCode {
     InvalidChannel,
     /// The request would exceed `client.max_subscriptions`.
     TooManySubscriptions,
-    /// A message exceeds `client.max_message_bytes`.
-    MessageTooBig,
     /// The channel rules or the token do not allow this.
     Forbidden,
     /// The connection sends requests faster than `client.rate_limit`.
@@ -105,7 +103,6 @@ impl ErrorCode {
             ErrorCode::UnknownType => "unknown_type",
             ErrorCode::InvalidChannel => "invalid_channel",
             ErrorCode::TooManySubscriptions => "too_many_subscriptions",
-            ErrorCode::MessageTooBig => "message_too_big",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::InvalidToken => "invalid_token",

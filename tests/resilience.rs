@@ -10,6 +10,11 @@ use serde_json::json;
 use std::time::Duration;
 use tungstenite::Message;
 
+const NO_DRAIN_WINDOW: [(&str, &str); 2] = [
+    ("REDCAST_SERVER__DRAIN_WINDOW", "0s"),
+    ("REDCAST_SERVER__DRAIN_TIMEOUT", "5s"),
+];
+
 const FAST_RECONNECT: [(&str, &str); 3] = [
     ("REDCAST_REDIS__RECONNECT_MIN", "20ms"),
     ("REDCAST_REDIS__RECONNECT_MAX", "200ms"),
@@ -176,7 +181,7 @@ async fn server_pings_and_closes_silent_clients() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_fails_readiness_closes_clients_with_1001_and_ends() {
     let redis = Redis::start();
-    let gw = gateway(&redis, &[("REDCAST_SERVER__DRAIN_TIMEOUT", "5s")]).await;
+    let gw = gateway(&redis, &NO_DRAIN_WINDOW).await;
     let mut clients = Vec::new();
     for _ in 0..20 {
         clients.push(subscribed_client(&gw, &["bye"]).await);
@@ -210,7 +215,7 @@ async fn shutdown_fails_readiness_closes_clients_with_1001_and_ends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_fails_during_drain() {
     let redis = Redis::start();
-    let gw = gateway(&redis, &[("REDCAST_SERVER__DRAIN_TIMEOUT", "5s")]).await;
+    let gw = gateway(&redis, &NO_DRAIN_WINDOW).await;
     // A client that never answers the close keeps the drain open.
     let mut raw = RawWs::connect(gw.ws_addr, "/ws?channel=x").await;
     wait_until("ready", || ready(&gw)).await;
@@ -221,5 +226,59 @@ async fn readiness_fails_during_drain() {
     let (status, body) = get(admin, "/readyz").await;
     assert_eq!((status, body.trim()), (503, "shutting down"));
     assert_eq!(raw.close_code().await, Some(1001));
+    done.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_spreads_closes_over_the_window_while_still_delivering() {
+    let redis = Redis::start();
+    let env = [
+        ("REDCAST_SERVER__DRAIN_WINDOW", "2s"),
+        ("REDCAST_SERVER__DRAIN_TIMEOUT", "6s"),
+    ];
+    let gw = gateway(&redis, &env).await;
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(subscribed_client(&gw, &["drain"]).await);
+    }
+    let admin = gw.admin_addr;
+    let token = gw.shutdown_token();
+    let done = tokio::spawn(gw.run_until_shutdown());
+    let start = tokio::time::Instant::now();
+    token.cancel();
+    assert_eq!(get(admin, "/readyz").await.0, 503, "readiness fails first");
+    // Clients still waiting for their turn keep receiving.
+    redis.publish("drain", "1").await;
+    let mut closed_at = Vec::new();
+    for mut ws in clients {
+        closed_at.push(tokio::spawn(async move {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Close(f))) => {
+                        let _ = ws.next().await;
+                        return (f.map(|f| u16::from(f.code)), tokio::time::Instant::now());
+                    }
+                    Some(Ok(_)) => continue,
+                    _ => return (None, tokio::time::Instant::now()),
+                }
+            }
+        }));
+    }
+    let mut times = Vec::new();
+    for h in closed_at {
+        let (code, at) = h.await.unwrap();
+        assert_eq!(code, Some(1001));
+        times.push(at.duration_since(start));
+    }
+    times.sort();
+    let spread = times[times.len() - 1] - times[0];
+    assert!(
+        spread > Duration::from_millis(500),
+        "closes spread over the window, got {times:?}"
+    );
+    assert!(
+        times[times.len() - 1] < Duration::from_secs(4),
+        "all closed within the window: {times:?}"
+    );
     done.await.unwrap();
 }

@@ -17,8 +17,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 1_024;
 /// Default time a client has to finish its handshake.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default deadline for closing every client on shutdown.
-pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default window over which clients are closed on shutdown.
+pub const DEFAULT_DRAIN_WINDOW: Duration = Duration::from_secs(10);
+/// Default deadline for the whole shutdown (longer than the window).
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Default largest client frame (and client message) in bytes.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Default cap on channels one connection may subscribe to.
@@ -80,6 +82,8 @@ pub struct ServerSection {
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
     #[serde(with = "humantime_serde")]
+    pub drain_window: Duration,
+    #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
     /// Proxies (IPs or CIDRs) whose X-Forwarded-For / Forwarded is believed.
     pub trusted_proxies: Vec<String>,
@@ -92,6 +96,7 @@ impl Default for ServerSection {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            drain_window: DEFAULT_DRAIN_WINDOW,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             trusted_proxies: Vec::new(),
         }

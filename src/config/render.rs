@@ -56,6 +56,7 @@ impl Settings {
                 ("max_connections", n(sv.max_connections)),
                 ("max_pending_handshakes", n(sv.max_pending_handshakes)),
                 ("handshake_timeout", d(sv.handshake_timeout)),
+                ("drain_window", d(sv.drain_window)),
                 ("drain_timeout", d(sv.drain_timeout)),
                 ("trusted_proxies", list(&proxies)),
             ]),

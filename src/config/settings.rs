@@ -35,6 +35,7 @@ pub struct ServerSettings {
     pub max_connections: usize,
     pub max_pending_handshakes: usize,
     pub handshake_timeout: Duration,
+    pub drain_window: Duration,
     pub drain_timeout: Duration,
     pub trusted_proxies: Vec<IpNet>,
 }
@@ -153,9 +154,16 @@ impl Settings {
                 1,
             )?,
             handshake_timeout: positive("server.handshake_timeout", raw.server.handshake_timeout)?,
+            drain_window: raw.server.drain_window,
             drain_timeout: raw.server.drain_timeout,
             trusted_proxies: validate_proxies(&raw.server.trusted_proxies)?,
         };
+        if server.drain_timeout <= server.drain_window {
+            return Err(err(
+                "server.drain_timeout",
+                "must be longer than server.drain_window, or the last clients are cut off",
+            ));
+        }
         let admin = AdminSettings {
             listen: addr("admin.listen", &raw.admin.listen)?,
         };

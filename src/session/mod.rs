@@ -74,6 +74,7 @@ impl Ending {
     const CLIENT_CLOSED: Ending = Ending::close(close::NORMAL, "client_closed");
     const SHUTDOWN: Ending = Ending::close(close::GOING_AWAY, "shutdown");
     const SLOW: Ending = Ending::close(close::SLOW_CONSUMER, "slow_consumer");
+    const STALLED: Ending = Ending::close(close::SLOW_CONSUMER, "write_stalled");
     const EXPIRED: Ending = Ending::close(close::TOKEN_EXPIRED, "token_expired");
     const RATE_LIMITED: Ending = Ending::close(close::RATE_LIMITED, "rate_limited");
 }
@@ -141,11 +142,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut close_at: Option<Instant> = None;
         loop {
             let expiry = self.expiry();
             tokio::select! {
                 biased;
-                _ = self.ctx.shutdown.cancelled() => return Ending::SHUTDOWN,
+                _ = self.ctx.shutdown.cancelled(), if close_at.is_none() => {
+                    close_at = Some(self.drain_moment());
+                }
+                _ = tokio::time::sleep_until(close_at.unwrap_or(expiry)), if close_at.is_some() => {
+                    return Ending::SHUTDOWN;
+                }
                 _ = tokio::time::sleep_until(expiry) => return Ending::EXPIRED,
                 _ = self.outbox.ready() => {}
                 msg = self.ws.next() => {
@@ -164,6 +171,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return ending;
             }
         }
+    }
+
+    /// When to close during a drain: a uniform point in the drain window,
+    /// so that clients do not all reconnect elsewhere at the same instant.
+    fn drain_moment(&self) -> Instant {
+        let window = self.ctx.live.load().settings.server.drain_window;
+        Instant::now() + window.mul_f64(rand::random::<f64>())
     }
 
     /// When the token (plus leeway) runs out; far away without a token.
@@ -228,7 +242,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 }
 
 fn ending_for_error(e: WsError) -> Ending {
+    use tungstenite::error::ProtocolError;
     match e {
+        // The peer vanished without a close frame: nobody to tell.
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Ending::GONE,
         WsError::Capacity(_) => Ending::close(close::TOO_BIG, "message_too_big"),
         WsError::Utf8(_) => Ending::close(close::INVALID_PAYLOAD, "invalid_utf8"),
         WsError::Protocol(_) => Ending::close(close::PROTOCOL_ERROR, "protocol_error"),

@@ -122,19 +122,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if allowed.is_empty() {
             return;
         }
-        let new: Vec<String> = allowed
-            .iter()
-            .filter(|c| self.channels.insert((*c).clone()))
-            .cloned()
-            .collect();
-        self.ctx.hub.subscribe(Join {
+        self.channels.extend(allowed.iter().cloned());
+        let join = Join {
             session: self.id,
             outbox: &self.outbox,
             format: self.format,
-            channels: &new,
-            ack_channels: allowed,
+            channels: allowed,
             id,
-        });
+        };
+        self.ctx.hub.subscribe(join);
     }
 
     fn unsubscribe(

@@ -1,7 +1,8 @@
 //! The session's writing half: everything queued goes out as one batch
 //! with one flush. A write that stalls while the client overflows its
-//! queue, or while the server shuts down, gets `client.write_timeout` to
-//! finish (so a close frame can follow) before the socket is dropped.
+//! queue, or for longer than `client.idle_timeout`, ends the session: the
+//! write gets `client.write_timeout` to finish (so a close frame can
+//! follow) before the socket is dropped.
 
 use super::{Ending, Session};
 use crate::outbox::Drain;
@@ -47,6 +48,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             ws.flush().await
         };
         tokio::pin!(write);
+        // A client that takes no bytes for idle_timeout is as good as gone,
+        // even when nothing new is queued for it.
+        let stalled = tokio::time::Instant::now() + ctx.live.load().settings.client.idle_timeout;
         let interrupted = loop {
             tokio::select! {
                 r = &mut write => {
@@ -58,7 +62,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         break Ending::SLOW;
                     }
                 }
-                _ = ctx.shutdown.cancelled() => break Ending::SHUTDOWN,
+                _ = tokio::time::sleep_until(stalled) => break Ending::STALLED,
             }
         };
         let write_timeout = ctx.live.load().settings.client.write_timeout;

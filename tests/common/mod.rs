@@ -289,3 +289,67 @@ pub async fn metric(gw: &Gateway, name: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// Connects with extra request headers; returns the handshake error as is.
+pub async fn try_connect(
+    gw: &Gateway,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Ws, tungstenite::Error> {
+    use tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{}{}", gw.ws_addr, path)
+        .into_client_request()
+        .unwrap();
+    for (k, v) in headers {
+        req.headers_mut().append(
+            tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    tokio_tungstenite::connect_async(req)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+/// The HTTP status of a refused handshake (panics if it was accepted).
+pub async fn refused_status(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> u16 {
+    match try_connect(gw, path, headers).await {
+        Err(tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("expected an HTTP refusal, got {e:?}"),
+        Ok(_) => panic!("expected a refusal of {path} {headers:?}, got an upgrade"),
+    }
+}
+
+/// Signs a JWT for tests; `claims` is merged over a default `exp` an hour out.
+pub fn jwt(alg: &str, key: &[u8], kid: Option<&str>, claims: Value) -> String {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let alg: Algorithm = alg.parse().unwrap();
+    let key = match alg {
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+            EncodingKey::from_secret(key).unwrap()
+        }
+        Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(key).unwrap(),
+        Algorithm::EdDSA => EncodingKey::from_ed_pem(key).unwrap(),
+        _ => EncodingKey::from_rsa_pem(key).unwrap(),
+    };
+    let mut header = Header::new(alg);
+    header.kid = kid.map(str::to_string);
+    let mut body = serde_json::json!({ "exp": now() + 3600 });
+    if let (Value::Object(b), Value::Object(c)) = (&mut body, claims) {
+        b.extend(c);
+    }
+    jsonwebtoken::encode(&header, &body, &key).unwrap()
+}
+
+/// Unix seconds now.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A test fixture file's path.
+pub fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
