@@ -47,6 +47,8 @@ async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
 impl Gateway {
     /// Loads key material, binds both listeners and starts every task.
     pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
+        // One crypto provider for every rustls user (server TLS, rediss://).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let certs = settings.tls.clone().map(CertStore::new).transpose()?;
         let tls = certs
             .as_ref()
@@ -81,8 +83,7 @@ impl Gateway {
             readiness,
             registry,
         });
-        let (publisher, publisher_task) =
-            Publisher::start(redis.url.clone(), redis.timeout, gateway.stop.clone());
+        let (publisher, publisher_task) = Publisher::start(redis.clone(), gateway.stop.clone());
         let shutdown = gateway.draining.clone();
         let session = Arc::new(SessionContext {
             live,

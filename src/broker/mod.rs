@@ -139,7 +139,7 @@ impl Broker {
     }
 
     async fn connect(&self) -> Result<(PubSubSink, PubSubStream), BrokerError> {
-        let client = redis::Client::open(self.settings.url.as_str())?;
+        let client = client(&self.settings)?;
         let pubsub = self.bounded(client.get_async_pubsub()).await?;
         Ok(pubsub.split())
     }
@@ -210,6 +210,38 @@ impl Broker {
     fn set_connected(&self, up: bool) {
         self.state.connected.store(up, Ordering::Release);
         self.metrics.redis_connected.set(up as i64);
+    }
+}
+
+/// A Redis client for these settings: URL, then ACL user and password
+/// from the config (which win over the URL's), TLS roots from `ca_file`.
+pub fn client(s: &RedisSettings) -> redis::RedisResult<redis::Client> {
+    use redis::IntoConnectionInfo;
+    let info = s.url.as_str().into_connection_info()?;
+    let mut redis_info = info.redis_settings().clone();
+    if let Some(user) = &s.username {
+        redis_info = redis_info.set_username(user);
+    }
+    if let Some(password) = &s.password {
+        redis_info = redis_info.set_password(&password.0);
+    }
+    let info = info.set_redis_settings(redis_info);
+    match &s.ca_file {
+        None => redis::Client::open(info),
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                redis::RedisError::from((
+                    redis::ErrorKind::InvalidClientConfig,
+                    "cannot read redis.ca_file",
+                    e.to_string(),
+                ))
+            })?;
+            let certs = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            };
+            redis::Client::build_with_tls(info, certs)
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 //! job through the session's outbox. A lost connection is re-made on the
 //! next job; jobs meanwhile fail fast with `publish_failed`.
 
+use crate::config::RedisSettings;
 use crate::outbox::Outbox;
 use crate::protocol::{self, ErrorCode, RequestError};
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -39,12 +40,11 @@ pub struct Publisher {
 impl Publisher {
     /// Starts the task; it ends when `stop` is cancelled.
     pub fn start(
-        url: String,
-        timeout: Duration,
+        settings: RedisSettings,
         stop: CancellationToken,
     ) -> (Publisher, impl std::future::Future<Output = ()>) {
         let (tx, rx) = mpsc::channel(PUBLISH_QUEUE);
-        (Publisher { tx }, run(url, timeout, rx, stop))
+        (Publisher { tx }, run(settings, rx, stop))
     }
 
     /// Queues a job, or answers `publish_failed` when the queue is full.
@@ -62,8 +62,9 @@ fn fail(job: &Job, message: &str) {
     job.reply.push(protocol::encode_error(&e));
 }
 
-async fn run(url: String, timeout: Duration, mut rx: mpsc::Receiver<Job>, stop: CancellationToken) {
-    let client = match redis::Client::open(url.as_str()) {
+async fn run(settings: RedisSettings, mut rx: mpsc::Receiver<Job>, stop: CancellationToken) {
+    let timeout = settings.timeout;
+    let client = match super::client(&settings) {
         Ok(c) => c,
         Err(e) => return tracing::error!(error = %e, "publisher cannot use the redis url"),
     };

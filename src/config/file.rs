@@ -123,6 +123,12 @@ impl Default for AdminSection {
 #[serde(deny_unknown_fields, default)]
 pub struct RedisSection {
     pub url: String,
+    /// ACL user; overrides one in the URL.
+    pub username: Option<String>,
+    /// ACL password; overrides one in the URL. Never logged.
+    pub password: Option<super::security::Secret>,
+    /// PEM CA bundle to verify a `rediss://` server (else system roots).
+    pub ca_file: Option<std::path::PathBuf>,
     pub channel_prefix: String,
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
@@ -148,6 +154,9 @@ impl Default for RedisSection {
     fn default() -> Self {
         Self {
             url: DEFAULT_REDIS_URL.into(),
+            username: None,
+            password: None,
+            ca_file: None,
             channel_prefix: String::new(),
             timeout: DEFAULT_REDIS_TIMEOUT,
             ping_interval: DEFAULT_REDIS_PING_INTERVAL,

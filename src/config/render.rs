@@ -43,6 +43,17 @@ fn rule(r: &RuleSection) -> Value {
     ])
 }
 
+/// Adds the keys that have a value (TOML has no null).
+fn put_optional<const N: usize>(section: &mut Value, pairs: [(&str, Option<String>); N]) {
+    if let Value::Table(t) = section {
+        for (k, v) in pairs {
+            if let Some(v) = v {
+                t.insert(k.into(), s(v));
+            }
+        }
+    }
+}
+
 impl Settings {
     /// The effective configuration as TOML, secrets masked.
     pub fn render(&self) -> String {
@@ -62,17 +73,26 @@ impl Settings {
             ]),
         );
         t.insert("admin".into(), table([("listen", s(self.admin.listen))]));
-        t.insert(
-            "redis".into(),
-            table([
-                ("url", s(mask_url_password(&r.url))),
-                ("channel_prefix", s(&r.channel_prefix)),
-                ("timeout", d(r.timeout)),
-                ("ping_interval", d(r.ping_interval)),
-                ("reconnect_min", d(r.reconnect_min)),
-                ("reconnect_max", d(r.reconnect_max)),
-            ]),
+        let mut redis = table([
+            ("url", s(mask_url_password(&r.url))),
+            ("channel_prefix", s(&r.channel_prefix)),
+            ("timeout", d(r.timeout)),
+            ("ping_interval", d(r.ping_interval)),
+            ("reconnect_min", d(r.reconnect_min)),
+            ("reconnect_max", d(r.reconnect_max)),
+        ]);
+        put_optional(
+            &mut redis,
+            [
+                ("username", r.username.clone()),
+                ("password", r.password.as_ref().map(|_| "***".to_string())),
+                (
+                    "ca_file",
+                    r.ca_file.as_ref().map(|p| p.display().to_string()),
+                ),
+            ],
         );
+        t.insert("redis".into(), redis);
         t.insert(
             "client".into(),
             table([
@@ -113,8 +133,9 @@ impl Settings {
             ("required", Value::Boolean(a.required)),
             ("audience", list(&a.audience)),
         ]);
-        if let Value::Table(at) = &mut auth {
-            let optional = [
+        put_optional(
+            &mut auth,
+            [
                 (
                     "hmac_secret",
                     a.hmac_secret.as_ref().map(|_| "***".to_string()),
@@ -128,13 +149,8 @@ impl Settings {
                     a.jwks_file.as_ref().map(|p| p.display().to_string()),
                 ),
                 ("issuer", a.issuer.clone()),
-            ];
-            for (k, v) in optional {
-                if let Some(v) = v {
-                    at.insert(k.into(), s(v));
-                }
-            }
-        }
+            ],
+        );
         t.insert("auth".into(), auth);
         let format = if self.log.format == LogFormat::Json {
             "json"

@@ -3,7 +3,8 @@
 use super::file::FileConfig;
 use super::mask_url_password;
 use super::security::{
-    validate_auth, validate_rules, validate_tls, Access, AuthSettings, RuleSection, TlsSettings,
+    validate_auth, validate_rules, validate_tls, Access, AuthSettings, RuleSection, Secret,
+    TlsSettings,
 };
 use ipnet::IpNet;
 use regex::Regex;
@@ -50,6 +51,9 @@ pub struct AdminSettings {
 #[derive(Clone)]
 pub struct RedisSettings {
     pub url: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub ca_file: Option<std::path::PathBuf>,
     pub channel_prefix: String,
     pub timeout: Duration,
     pub ping_interval: Duration,
@@ -61,6 +65,9 @@ impl std::fmt::Debug for RedisSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisSettings")
             .field("url", &mask_url_password(&self.url))
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("ca_file", &self.ca_file)
             .field("channel_prefix", &self.channel_prefix)
             .field("timeout", &self.timeout)
             .field("ping_interval", &self.ping_interval)
@@ -235,8 +242,22 @@ fn validate_redis(r: super::file::RedisSection) -> Result<RedisSettings, KeyErro
             "must not exceed redis.reconnect_max",
         ));
     }
+    if let Some(ca) = &r.ca_file {
+        if !r.url.starts_with("rediss://") {
+            return Err(err("redis.ca_file", "is only used with a rediss:// URL"));
+        }
+        std::fs::metadata(ca).map_err(|e| {
+            err(
+                "redis.ca_file",
+                format!("cannot read {}: {e}", ca.display()),
+            )
+        })?;
+    }
     Ok(RedisSettings {
         url: r.url,
+        username: r.username,
+        password: r.password,
+        ca_file: r.ca_file,
         channel_prefix: r.channel_prefix,
         timeout: positive("redis.timeout", r.timeout)?,
         ping_interval: positive("redis.ping_interval", r.ping_interval)?,

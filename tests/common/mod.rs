@@ -39,6 +39,7 @@ pub struct Redis {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    extra: Vec<String>,
 }
 
 impl Redis {
@@ -53,14 +54,22 @@ impl Redis {
             port: free_port(),
             child: None,
             dir: tempfile::tempdir().unwrap(),
+            extra: Vec::new(),
         }
     }
 
     pub fn start_on(port: u16) -> Redis {
+        Self::start_with(port, &[])
+    }
+
+    /// Starts with extra redis-server arguments (TLS, ACL users, ...).
+    pub fn start_with(port: u16, extra: &[&str]) -> Redis {
+        let extra = extra.iter().map(|s| s.to_string()).collect();
         let mut r = Redis {
             port,
             child: None,
             dir: tempfile::tempdir().unwrap(),
+            extra,
         };
         r.launch();
         r
@@ -81,6 +90,7 @@ impl Redis {
                 "no",
             ])
             .args(["--logfile", "", "--daemonize", "no"])
+            .args(&self.extra)
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::piped())
