@@ -5,10 +5,8 @@
 //! so that load balancers see readiness fail before clients are closed.
 
 use crate::broker::BrokerState;
-use crate::handshake::text;
+use crate::handshake::{text, Body};
 use crate::hub::Hub;
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode};
@@ -97,7 +95,7 @@ impl Admin {
         }
     }
 
-    fn route(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    fn route(&self, req: &Request<Incoming>) -> Response<Body> {
         match req.uri().path() {
             "/healthz" => text(StatusCode::OK, "ok"),
             "/readyz" => match self.readiness.check() {
@@ -109,7 +107,7 @@ impl Admin {
         }
     }
 
-    fn metrics(&self) -> Response<Full<Bytes>> {
+    fn metrics(&self) -> Response<Body> {
         let mut body = String::new();
         if prometheus_client::encoding::text::encode(&mut body, &self.registry).is_err() {
             return text(StatusCode::INTERNAL_SERVER_ERROR, "metrics encoding failed");
@@ -123,8 +121,6 @@ impl Admin {
     }
 }
 
-fn owned_text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut resp = text(status, "");
-    *resp.body_mut() = Full::new(Bytes::from(body + "\n"));
-    resp
+fn owned_text(status: StatusCode, body: String) -> Response<Body> {
+    text(status, body + "\n")
 }

@@ -2,23 +2,22 @@
 //! request, reading redcast's query parameters, and building the answer.
 //! Every refusal is a [`Refusal`]: an HTTP status with a short reason.
 
-use crate::auth::{origin, Action, AuthFailure, Identity};
+use crate::auth::{credentials, origin, Action, AuthFailure, Identity};
 use crate::config::Settings;
 use crate::hub::Format;
 use crate::reload::Live;
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Empty, Full};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use ipnet::IpNet;
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 
 /// The subprotocol redcast speaks, echoed when a client offers it.
 pub const SUBPROTOCOL: &str = "redcast.v1";
 
-/// A plain HTTP response body.
-pub type Body = Full<Bytes>;
+/// Every HTTP response body redcast sends (fixed, or an SSE stream).
+pub type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
 
 /// Why a request was not upgraded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -87,7 +86,7 @@ impl Refusal {
 
 /// A short plain-text response.
 pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
-    let mut resp = Response::new(Body::new(body.into()));
+    let mut resp = Response::new(Full::new(body.into()).boxed());
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -96,12 +95,8 @@ pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     resp
 }
 
-/// What a valid upgrade request asks for.
-pub struct Upgrade {
-    /// The client's Sec-WebSocket-Key.
-    pub key: String,
-    /// Whether to answer with [`SUBPROTOCOL`].
-    pub subprotocol: bool,
+/// What an admitted request (WebSocket or SSE) asks for and who sent it.
+pub struct Admission {
     pub format: Format,
     /// Valid, allowed, de-duplicated channels from `?channel=`.
     pub channels: Vec<String>,
@@ -110,13 +105,48 @@ pub struct Upgrade {
     pub client_ip: IpAddr,
 }
 
-/// Checks the request against RFC 6455, the Origin policy, the token and
-/// the channel rules, in that order.
+/// What a valid WebSocket upgrade request asks for.
+pub struct Upgrade {
+    /// The client's Sec-WebSocket-Key.
+    pub key: String,
+    /// Whether to answer with [`SUBPROTOCOL`].
+    pub subprotocol: bool,
+    pub admission: Admission,
+}
+
+/// Checks an upgrade against RFC 6455, then [`admit`]s it.
 pub fn check<B>(req: &Request<B>, live: &Live, peer: SocketAddr) -> Result<Upgrade, Refusal> {
     let key = check_headers(req)?;
     let (subprotocol, protocol_token) = subprotocols(req.headers())?;
-    let identity = authorize(req, live, protocol_token)?;
-    let (format, channels) = parse_query(req.uri().query().unwrap_or(""), &live.settings)?;
+    let admission = admit(req, live, peer, protocol_token)?;
+    Ok(Upgrade {
+        key,
+        subprotocol,
+        admission,
+    })
+}
+
+/// The checks every transport shares, in order: Origin (a foreign page
+/// must not learn whether a token works), token, query, channel rules.
+pub fn admit<B>(
+    req: &Request<B>,
+    live: &Live,
+    peer: SocketAddr,
+    protocol_token: Option<String>,
+) -> Result<Admission, Refusal> {
+    let h = req.headers();
+    let origin_header = h.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = h.get(header::HOST).and_then(|v| v.to_str().ok());
+    if !origin::allowed(&live.policy.allowed_origins, origin_header, host) {
+        return Err(Refusal::Forbidden("origin not allowed"));
+    }
+    let query = req.uri().query().unwrap_or("");
+    let token = credentials::token(h, query, protocol_token, &live.policy.cookie_name);
+    let identity = live
+        .policy
+        .authenticate(token.as_deref())
+        .map_err(Refusal::Unauthorized)?;
+    let (format, channels) = parse_query(query, &live.settings)?;
     // Anonymous and a token could help: 401; otherwise: 403.
     let could_authenticate = !identity.authenticated && live.policy.verifier.is_some();
     if channels
@@ -128,101 +158,13 @@ pub fn check<B>(req: &Request<B>, live: &Live, peer: SocketAddr) -> Result<Upgra
             false => Refusal::Forbidden("a requested channel is not allowed"),
         });
     }
-    let client_ip = client_ip(peer, req.headers(), &live.settings.server.trusted_proxies);
-    Ok(Upgrade {
-        key,
-        subprotocol,
+    let client_ip = credentials::client_ip(peer, h, &live.settings.server.trusted_proxies);
+    Ok(Admission {
         format,
         channels,
         identity,
         client_ip,
     })
-}
-
-/// Origin first (a foreign page must not learn whether a token works),
-/// then the token from header, subprotocol, cookie or query.
-pub fn authorize<B>(
-    req: &Request<B>,
-    live: &Live,
-    protocol_token: Option<String>,
-) -> Result<Identity, Refusal> {
-    let h = req.headers();
-    let origin_header = h.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let host = h.get(header::HOST).and_then(|v| v.to_str().ok());
-    if !origin::allowed(&live.policy.allowed_origins, origin_header, host) {
-        return Err(Refusal::Forbidden("origin not allowed"));
-    }
-    let token = bearer(h)
-        .or(protocol_token)
-        .or_else(|| cookie(h, &live.policy.cookie_name))
-        .or_else(|| query_param(req.uri().query().unwrap_or(""), "token"));
-    live.policy
-        .authenticate(token.as_deref())
-        .map_err(Refusal::Unauthorized)
-}
-
-fn bearer(h: &HeaderMap) -> Option<String> {
-    let v = h.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_string())
-}
-
-fn cookie(h: &HeaderMap, name: &str) -> Option<String> {
-    h.get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
-}
-
-fn query_param(query: &str, name: &str) -> Option<String> {
-    form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
-
-/// The client address: the peer, unless the peer is a trusted proxy, in
-/// which case the nearest untrusted hop of X-Forwarded-For (or Forwarded).
-pub fn client_ip(peer: SocketAddr, h: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
-    if !is_trusted(&peer.ip()) {
-        return peer.ip();
-    }
-    let xff = h
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','));
-    let forwarded = h
-        .get_all(header::FORWARDED)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split([',', ';']))
-        .filter_map(|p| {
-            p.trim()
-                .strip_prefix("for=")
-                .or_else(|| p.trim().strip_prefix("For="))
-        });
-    let hops: Vec<IpAddr> = xff.chain(forwarded).filter_map(parse_hop).collect();
-    hops.into_iter()
-        .rev()
-        .find(|ip| !is_trusted(ip))
-        .unwrap_or(peer.ip())
-}
-
-fn parse_hop(s: &str) -> Option<IpAddr> {
-    let s = s.trim().trim_matches('"');
-    let s = s
-        .strip_prefix('[')
-        .map(|r| r.split(']').next().unwrap_or(r))
-        .unwrap_or(s);
-    s.parse()
-        .ok()
-        .or_else(|| s.rsplit_once(':').and_then(|(ip, _)| ip.parse().ok()))
 }
 
 /// Reads offered subprotocols: whether [`SUBPROTOCOL`] was offered, and
@@ -329,7 +271,7 @@ fn parse_query(query: &str, settings: &Settings) -> Result<(Format, Vec<String>)
 
 /// The `101 Switching Protocols` answer to a checked upgrade.
 pub fn switching_protocols(upgrade: &Upgrade) -> Response<Body> {
-    let mut resp = Response::new(Body::default());
+    let mut resp = Response::new(Empty::new().boxed());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = resp.headers_mut();
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));

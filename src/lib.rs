@@ -7,6 +7,9 @@
 //! - [`server`]: the public listener, handshakes under a timeout, upgrades.
 //! - [`handshake`]: RFC 6455 upgrade checks and query parameters.
 //! - [`session`]: one WebSocket client, from upgrade to close.
+//! - [`sse`]: the Server-Sent Events transport (same admission and fan-out).
+//! - [`auth`]: tokens, channel rules, origins; [`tls`]: certificates.
+//! - [`reload`]: what SIGHUP swaps; [`assets`]: the served JS client and demo.
 //! - [`protocol`]: client requests and server frames (docs/protocol.md).
 //! - [`hub`]: channel to local subscribers; encodes each message once.
 //! - [`outbox`]: each session's bounded outbound queue.
@@ -24,6 +27,7 @@
 //! (ref-counted) --> broker (SUBSCRIBE on first, UNSUBSCRIBE on last)`.
 
 pub mod admin;
+pub mod assets;
 pub mod auth;
 pub mod broker;
 pub mod config;
@@ -37,6 +41,7 @@ pub mod reload;
 pub mod server;
 pub mod session;
 pub mod shutdown;
+pub mod sse;
 pub mod tls;
 
 pub use gateway::Gateway;

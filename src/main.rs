@@ -43,6 +43,9 @@ struct Common {
     /// Log format, text or json (overrides log.format).
     #[arg(long, global = true)]
     log_format: Option<String>,
+    /// Serve the live demo page at /demo (sets server.demo).
+    #[arg(long, global = true)]
+    demo: bool,
 }
 
 impl Common {
@@ -52,6 +55,7 @@ impl Common {
             admin_listen: self.admin_listen.clone(),
             redis_url: self.redis_url.clone(),
             log_format: self.log_format.clone(),
+            demo: self.demo,
         };
         config::load(self.config.as_deref(), std::env::vars(), &overrides)
     }

@@ -42,6 +42,7 @@ pub struct Metrics {
     pub slow_consumers: Counter,
     pub inbound_messages: Counter,
     pub inbound_errors: Family<Code, Counter>,
+    pub sse_binary_dropped: Counter,
 }
 
 impl Metrics {
@@ -127,6 +128,11 @@ impl Metrics {
             "inbound_errors",
             "Client requests answered with an error, by code",
             self.inbound_errors.clone(),
+        );
+        r.register(
+            "sse_binary_dropped",
+            "Binary payloads skipped on raw SSE streams (SSE carries text only)",
+            self.sse_binary_dropped.clone(),
         );
     }
 

@@ -8,22 +8,25 @@
 //! closed at once), `server.max_connections` (HTTP 503) and
 //! `client.max_connections_per_ip` (HTTP 429).
 
+use crate::assets;
 use crate::handshake::{self, Body, Refusal};
 use crate::reload::Live;
 use crate::session::{self, SessionContext, SessionParams};
+use crate::sse::{self, StreamParams};
 use hyper::body::Incoming;
-use hyper::{Request, Response};
+use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::gauge::Gauge;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tungstenite::protocol::{Role, WebSocketConfig};
 
@@ -40,6 +43,14 @@ pub struct Server {
     pending: Arc<AtomicUsize>,
     per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
     next_id: AtomicU64,
+}
+
+/// Marks a connection whose response is an event stream: it outlives the
+/// handshake timeout, and ends once its stream task is done.
+#[derive(Default)]
+struct Streaming {
+    on: AtomicBool,
+    ended: CancellationToken,
 }
 
 /// A taken place under a limit; gives it back (counter and gauge) on drop.
@@ -153,6 +164,8 @@ impl Server {
     }
 
     /// Runs one connection's handshakes (TLS, HTTP) under the timeout.
+    /// A connection that became an SSE stream outlives the timeout; the
+    /// stream task ends it (client gone, slow, drained).
     async fn handle(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
         let (max_pending, timeout) = {
             let live = self.session.live.load();
@@ -162,40 +175,56 @@ impl Server {
             )
         };
         let metrics = &self.session.metrics;
-        let Some(_permit) =
+        let Some(permit) =
             Permit::try_take(&self.pending, &metrics.handshakes_pending, max_pending)
         else {
             metrics.rejected("handshake_limit");
             return;
         };
         let _ = stream.set_nodelay(true);
-        let handshake = async {
+        let streaming = Arc::new(Streaming::default());
+        let conn = async {
             match &self.tls {
-                None => self.clone().serve_http(stream, peer).await,
+                None => {
+                    self.clone()
+                        .serve_http(stream, peer, streaming.clone())
+                        .await
+                }
                 Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(tls) => self.clone().serve_http(tls, peer).await,
+                    Ok(tls) => self.clone().serve_http(tls, peer, streaming.clone()).await,
                     Err(_) => metrics.rejected("tls_handshake"),
                 },
             }
         };
-        tokio::select! {
-            _ = self.session.shutdown.cancelled() => {}
-            r = tokio::time::timeout(timeout, handshake) => {
-                if r.is_err() {
-                    metrics.rejected("handshake_timeout");
+        tokio::pin!(conn);
+        let in_time = tokio::select! {
+            _ = self.session.shutdown.cancelled() => true,
+            r = tokio::time::timeout(timeout, &mut conn) => r.is_ok(),
+        };
+        drop(permit);
+        if streaming.on.load(Ordering::Acquire) {
+            // Once the stream task is done, a client that does not take the
+            // last bytes gets write_timeout, then the socket is dropped.
+            tokio::select! {
+                _ = &mut conn => {}
+                _ = streaming.ended.cancelled() => {
+                    let grace = self.session.live.load().settings.client.write_timeout;
+                    let _ = tokio::time::timeout(grace, &mut conn).await;
                 }
             }
+        } else if !in_time {
+            metrics.rejected("handshake_timeout");
         }
     }
 
-    async fn serve_http<IO>(self: Arc<Self>, io: IO, peer: SocketAddr)
+    async fn serve_http<IO>(self: Arc<Self>, io: IO, peer: SocketAddr, streaming: Arc<Streaming>)
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let server = self.clone();
         let service = hyper::service::service_fn(move |req| {
-            let server = server.clone();
-            async move { Ok::<_, std::convert::Infallible>(server.route(req, peer)) }
+            let (server, streaming) = (server.clone(), streaming.clone());
+            async move { Ok::<_, std::convert::Infallible>(server.route(req, peer, &streaming)) }
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .max_buf_size(16 * 1024)
@@ -204,15 +233,64 @@ impl Server {
         let _ = conn.await;
     }
 
-    fn route(self: &Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-        let result = match req.uri().path() {
+    fn route(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        streaming: &Streaming,
+    ) -> Response<Body> {
+        let path = req.uri().path();
+        let result = match path {
             "/ws" => self.upgrade(req, peer),
+            "/sse" => self.sse(req, peer, streaming),
+            p if assets::is_asset(p) && matches!(*req.method(), Method::GET | Method::HEAD) => {
+                let demo = self.session.live.load().settings.server.demo;
+                assets::serve(p, req.headers(), demo).ok_or(Refusal::NotFound)
+            }
             _ => Err(Refusal::NotFound),
         };
         result.unwrap_or_else(|refusal| {
             self.session.metrics.rejected(refusal.reason());
             refusal.into_response()
         })
+    }
+
+    /// Admits an SSE request and starts its stream task.
+    fn sse(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        streaming: &Streaming,
+    ) -> Result<Response<Body>, Refusal> {
+        if req.method() != Method::GET {
+            return Err(Refusal::BadRequest("an event stream is opened with GET"));
+        }
+        let live = self.session.live.load_full();
+        let admission = handshake::admit(&req, &live, peer, None)?;
+        if admission.channels.is_empty() {
+            return Err(Refusal::BadRequest(
+                "an event stream needs at least one channel",
+            ));
+        }
+        let permits = self.take_permits(&live, admission.client_ip)?;
+        let params = StreamParams {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            format: admission.format,
+            channels: admission.channels,
+            identity: admission.identity,
+            // Admission already checked the Origin; echo it for CORS.
+            cors_origin: req.headers().get(hyper::header::ORIGIN).cloned(),
+        };
+        let (resp, task) = sse::respond(self.session.clone(), params);
+        streaming.on.store(true, Ordering::Release);
+        self.session.metrics.connections_accepted.inc();
+        let ended = streaming.ended.clone();
+        self.tracker.spawn(async move {
+            let _permits = permits;
+            task.await;
+            ended.cancel();
+        });
+        Ok(resp)
     }
 
     /// Answers a good upgrade request with 101 and starts the session
@@ -224,12 +302,12 @@ impl Server {
     ) -> Result<Response<Body>, Refusal> {
         let live = self.session.live.load_full();
         let upgrade = handshake::check(&req, &live, peer)?;
-        let permits = self.take_permits(&live, upgrade.client_ip)?;
+        let permits = self.take_permits(&live, upgrade.admission.client_ip)?;
         let params = SessionParams {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            format: upgrade.format,
-            channels: upgrade.channels.clone(),
-            identity: upgrade.identity.clone(),
+            format: upgrade.admission.format,
+            channels: upgrade.admission.channels.clone(),
+            identity: upgrade.admission.identity.clone(),
         };
         let on_upgrade = hyper::upgrade::on(&mut req);
         let server = self.clone();

@@ -2,6 +2,7 @@
 //! channel access rules ([`rules`]) and browser Origin checks
 //! ([`origin`]), bundled as a [`Policy`] that a reload swaps whole.
 
+pub mod credentials;
 pub mod jwt;
 pub mod origin;
 pub mod rules;

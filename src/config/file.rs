@@ -87,6 +87,8 @@ pub struct ServerSection {
     pub drain_timeout: Duration,
     /// Proxies (IPs or CIDRs) whose X-Forwarded-For / Forwarded is believed.
     pub trusted_proxies: Vec<String>,
+    /// Serve the live demo page at `/demo`.
+    pub demo: bool,
 }
 
 impl Default for ServerSection {
@@ -99,6 +101,7 @@ impl Default for ServerSection {
             drain_window: DEFAULT_DRAIN_WINDOW,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             trusted_proxies: Vec::new(),
+            demo: false,
         }
     }
 }

@@ -55,6 +55,8 @@ pub struct Overrides {
     pub redis_url: Option<String>,
     /// `--log-format`
     pub log_format: Option<String>,
+    /// `--demo`: serve the demo page.
+    pub demo: bool,
 }
 
 /// Loads and validates the configuration from every source.
@@ -165,6 +167,9 @@ fn parse_env_value(raw: &str) -> toml::Value {
 }
 
 fn apply_overrides(table: &mut toml::Table, o: &Overrides) {
+    if o.demo {
+        set_key(table, "server", "demo", toml::Value::Boolean(true));
+    }
     let pairs = [
         ("server", "listen", &o.listen),
         ("admin", "listen", &o.admin_listen),
@@ -172,18 +177,22 @@ fn apply_overrides(table: &mut toml::Table, o: &Overrides) {
         ("log", "format", &o.log_format),
     ];
     for (section, key, value) in pairs {
-        let Some(value) = value else { continue };
-        let entry = table
-            .entry(section)
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        if let Some(t) = entry.as_table_mut() {
-            t.insert(key.into(), toml::Value::String(value.clone()));
-        } else {
-            // The file made this key a scalar; a flag replaces it whole.
-            let mut t = toml::Table::new();
-            t.insert(key.into(), toml::Value::String(value.clone()));
-            *entry = toml::Value::Table(t);
+        if let Some(value) = value {
+            set_key(table, section, key, toml::Value::String(value.clone()));
         }
+    }
+}
+
+fn set_key(table: &mut toml::Table, section: &str, key: &str, value: toml::Value) {
+    let entry = table
+        .entry(section)
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if !entry.is_table() {
+        // The file made this section a scalar; a flag replaces it whole.
+        *entry = toml::Value::Table(toml::Table::new());
+    }
+    if let Some(t) = entry.as_table_mut() {
+        t.insert(key.into(), value);
     }
 }
 

@@ -70,6 +70,7 @@ impl Settings {
                 ("drain_window", d(sv.drain_window)),
                 ("drain_timeout", d(sv.drain_timeout)),
                 ("trusted_proxies", list(&proxies)),
+                ("demo", Value::Boolean(sv.demo)),
             ]),
         );
         t.insert("admin".into(), table([("listen", s(self.admin.listen))]));

@@ -39,6 +39,7 @@ pub struct ServerSettings {
     pub drain_window: Duration,
     pub drain_timeout: Duration,
     pub trusted_proxies: Vec<IpNet>,
+    pub demo: bool,
 }
 
 /// `[admin]`, validated.
@@ -164,6 +165,7 @@ impl Settings {
             drain_window: raw.server.drain_window,
             drain_timeout: raw.server.drain_timeout,
             trusted_proxies: validate_proxies(&raw.server.trusted_proxies)?,
+            demo: raw.server.demo,
         };
         if server.drain_timeout <= server.drain_window {
             return Err(err(

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod raw;
+pub mod sse;
 
 use futures_util::{SinkExt, StreamExt};
 use redcast::config::{self, Overrides};
@@ -166,6 +167,7 @@ pub fn settings(redis_url: &str, env: &[(&str, &str)]) -> config::Settings {
         admin_listen: Some("127.0.0.1:0".into()),
         redis_url: Some(redis_url.into()),
         log_format: None,
+        demo: false,
     };
     let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
     config::load(None, env, &overrides).expect("test settings must be valid")

@@ -1,0 +1,218 @@
+//! Server-Sent Events: `GET /sse?channel=a&channel=b` streams the same
+//! frames as WebSocket (JSON envelopes, or raw payloads with `format=raw`)
+//! as `data:` events, through the same admission (Origin, token, rules),
+//! limits, hub and bounded outbox: there is no second delivery pipeline.
+//!
+//! The stream task drains the outbox into one chunk per wake-up and hands
+//! it to hyper through a one-slot channel, so a client that stops reading
+//! stops the task at `send`; meanwhile the outbox fills and the stream is
+//! ended as a slow consumer, exactly like a WebSocket. Keep-alive comments
+//! go out every `client.ping_interval`. Binary (non-UTF-8) payloads cannot
+//! travel in SSE and are skipped in raw mode (counted as dropped).
+
+use crate::auth::Identity;
+use crate::handshake::Body;
+use crate::hub::{Format, Join, SessionId};
+use crate::outbox::{Drain, Outbox};
+use crate::protocol::Frame;
+use crate::session::SessionContext;
+use bytes::{BufMut, Bytes, BytesMut};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame as BodyFrame;
+use hyper::header::{self, HeaderValue};
+use hyper::{Response, StatusCode};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+
+/// Reconnect delay suggested to EventSource clients (`retry:`).
+pub const RETRY_HINT_MS: u64 = 3000;
+
+/// What the admission decided about this stream.
+pub struct StreamParams {
+    pub id: SessionId,
+    pub format: Format,
+    pub channels: Vec<String>,
+    pub identity: Identity,
+    /// `Access-Control-Allow-Origin` to send, for allowed cross-origin pages.
+    pub cors_origin: Option<HeaderValue>,
+}
+
+/// Why a stream ended (a metric label).
+enum End {
+    Gone,
+    Shutdown,
+    Slow,
+    Stalled,
+    Expired,
+}
+
+impl End {
+    fn reason(&self) -> &'static str {
+        match self {
+            End::Gone => "client_gone",
+            End::Shutdown => "shutdown",
+            End::Slow => "slow_consumer",
+            End::Stalled => "write_stalled",
+            End::Expired => "token_expired",
+        }
+    }
+}
+
+/// Builds the streaming response and the task that feeds it; the caller
+/// runs the task (it holds the connection permits for its lifetime).
+pub fn respond(
+    ctx: Arc<SessionContext>,
+    params: StreamParams,
+) -> (Response<Body>, impl std::future::Future<Output = ()>) {
+    let (tx, rx) = mpsc::channel::<Bytes>(1);
+    let body = StreamBody::new(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok(BodyFrame::data(chunk)), rx))
+    }));
+    let mut resp = Response::new(body.boxed());
+    *resp.status_mut() = StatusCode::OK;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-transform"),
+    );
+    // Tell buffering proxies (nginx) to pass events through at once.
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    if let Some(origin) = params.cors_origin.clone() {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    (resp, run(ctx, params, tx))
+}
+
+async fn run(ctx: Arc<SessionContext>, params: StreamParams, tx: mpsc::Sender<Bytes>) {
+    let client = ctx.live.load().settings.client.clone();
+    let outbox = Arc::new(Outbox::new(client.queue_max_bytes));
+    let join = Join {
+        session: params.id,
+        outbox: &outbox,
+        format: params.format,
+        channels: params.channels.clone(),
+        id: None,
+    };
+    ctx.hub.subscribe(join);
+    let end = serve(&ctx, &params, &outbox, &tx).await;
+    outbox.close();
+    ctx.hub.unsubscribe(params.id, &params.channels);
+    ctx.metrics.closed(end.reason());
+}
+
+async fn serve(
+    ctx: &SessionContext,
+    p: &StreamParams,
+    outbox: &Outbox,
+    tx: &mpsc::Sender<Bytes>,
+) -> End {
+    let (ping_interval, idle_timeout, window) = {
+        let live = ctx.live.load();
+        let c = &live.settings.client;
+        (
+            c.ping_interval,
+            c.idle_timeout,
+            live.settings.server.drain_window,
+        )
+    };
+    let leeway = ctx.live.load().policy.leeway;
+    let expiry = Instant::now()
+        + p.identity
+            .time_left(leeway)
+            .unwrap_or(Duration::from_secs(86_400 * 365));
+    let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut close_at: Option<Instant> = None;
+    let mut batch = Vec::new();
+    let mut chunk = BytesMut::new();
+    chunk.put_slice(format!("retry: {RETRY_HINT_MS}\n\n").as_bytes());
+    loop {
+        if !chunk.is_empty() {
+            if let Err(end) = send(tx, chunk.split().freeze(), outbox, idle_timeout).await {
+                return end;
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = tx.closed() => return End::Gone,
+            _ = ctx.shutdown.cancelled(), if close_at.is_none() => {
+                close_at = Some(Instant::now() + window.mul_f64(rand::random::<f64>()));
+            }
+            _ = tokio::time::sleep_until(close_at.unwrap_or(expiry)), if close_at.is_some() => return End::Shutdown,
+            _ = tokio::time::sleep_until(expiry) => return End::Expired,
+            _ = outbox.ready() => {
+                if outbox.drain(&mut batch) == Drain::Overflowed {
+                    return End::Slow;
+                }
+                batch.drain(..).for_each(|f| encode_event(&mut chunk, &f, &ctx.metrics));
+            }
+            _ = ping.tick() => chunk.put_slice(b": ping\n\n"),
+        }
+    }
+}
+
+/// Hands a chunk to hyper; a client that takes nothing for `stall`, or
+/// overflows its queue meanwhile, ends the stream.
+async fn send(
+    tx: &mpsc::Sender<Bytes>,
+    chunk: Bytes,
+    outbox: &Outbox,
+    stall: Duration,
+) -> Result<(), End> {
+    let sending = tx.send(chunk);
+    tokio::pin!(sending);
+    let deadline = Instant::now() + stall;
+    loop {
+        tokio::select! {
+            r = &mut sending => return r.map_err(|_| End::Gone),
+            _ = outbox.ready() => {
+                if outbox.is_overflowed() {
+                    return Err(End::Slow);
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => return Err(End::Stalled),
+        }
+    }
+}
+
+/// One frame as an SSE event: each line of the text as a `data:` line, so
+/// that multi-line payloads arrive whole (EventSource joins them with \n).
+fn encode_event(out: &mut BytesMut, frame: &Frame, metrics: &crate::metrics::Metrics) {
+    let Frame::Text(text) = frame else {
+        metrics.sse_binary_dropped.inc();
+        return;
+    };
+    for line in text.as_str().split('\n') {
+        out.put_slice(b"data: ");
+        out.put_slice(line.strip_suffix('\r').unwrap_or(line).as_bytes());
+        out.put_u8(b'\n');
+    }
+    out.put_u8(b'\n');
+    metrics.bytes_out.inc_by(frame.len() as u64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multiline_payloads_become_several_data_lines() {
+        let metrics = crate::metrics::Metrics::default();
+        let mut out = BytesMut::new();
+        encode_event(&mut out, &Frame::Text("{\n \"a\": 1\r\n}".into()), &metrics);
+        assert_eq!(&out[..], b"data: {\ndata:  \"a\": 1\ndata: }\n\n");
+    }
+}
