@@ -3,9 +3,10 @@
 //! one [`Gateway`], which also owns reloads and the shutdown sequence.
 
 use crate::admin::{Admin, Readiness};
+use crate::broker::probe::Probe;
 use crate::broker::publisher::Publisher;
 use crate::broker::Broker;
-use crate::config::Settings;
+use crate::config::{RedisSettings, Settings};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::reload::{Live, Reloader};
@@ -59,11 +60,6 @@ impl Gateway {
         let redis = settings.redis.clone();
         let drain_timeout = settings.server.drain_timeout;
         let live = Arc::new(ArcSwap::from_pointee(Live::new(settings)?));
-        let metrics = Arc::new(Metrics::default());
-        let mut registry = Registry::default();
-        metrics.register(&mut registry);
-        let hub = Arc::new(Hub::new(metrics.clone()));
-        let broker = Broker::new(redis.clone(), hub.clone(), metrics.clone());
         let gateway = Gateway {
             ws_addr: ws_listener.local_addr()?,
             admin_addr: admin_listener.local_addr()?,
@@ -74,17 +70,53 @@ impl Gateway {
             sessions: TaskTracker::new(),
             background: TaskTracker::new(),
         };
+        let (session, admin) = gateway.spawn_core(redis, live);
+        gateway.background.spawn(admin.run(
+            admin_listener,
+            gateway.stop.clone(),
+            gateway.background.clone(),
+        ));
+        if let Some(certs) = certs {
+            gateway.background.spawn(certs.watch(gateway.stop.clone()));
+        }
+        let server = Server::new(session, gateway.sessions.clone(), tls);
+        gateway.sessions.spawn(server.run(ws_listener));
+        tracing::info!(listen = %gateway.ws_addr, admin = %gateway.admin_addr, tls = gateway.reloader.has_tls(), "redcast started");
+        Ok(gateway)
+    }
+
+    /// Starts the Redis side (broker, publisher, probe); returns what the
+    /// sessions share and the admin endpoints.
+    fn spawn_core(
+        &self,
+        redis: RedisSettings,
+        live: Arc<ArcSwap<Live>>,
+    ) -> (Arc<SessionContext>, Arc<Admin>) {
+        let metrics = Arc::new(Metrics::default());
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        let hub = Arc::new(Hub::new(metrics.clone()));
+        let probe = Probe::new(&redis.channel_prefix, redis.probe_timeout, metrics.clone());
+        let broker = Broker::new(redis.clone(), hub.clone(), metrics.clone(), probe.clone());
+        let broker_state = broker.state();
         let readiness = Readiness {
-            broker: broker.state(),
+            broker: broker_state.clone(),
+            probe: probe.clone(),
             hub: hub.clone(),
-            draining: gateway.draining.clone(),
+            draining: self.draining.clone(),
         };
-        let admin = Arc::new(Admin {
-            readiness,
-            registry,
-        });
-        let (publisher, publisher_task) = Publisher::start(redis.clone(), gateway.stop.clone());
-        let shutdown = gateway.draining.clone();
+        let (publisher, publisher_task) = Publisher::start(redis.clone(), self.stop.clone());
+        let connected = move || broker_state.is_connected();
+        let bg = &self.background;
+        bg.spawn(broker.run(self.stop.clone()));
+        bg.spawn(publisher_task);
+        bg.spawn(probe.run(
+            publisher.clone(),
+            redis.probe_interval,
+            connected,
+            self.stop.clone(),
+        ));
+        let shutdown = self.draining.clone();
         let session = Arc::new(SessionContext {
             live,
             hub,
@@ -92,17 +124,13 @@ impl Gateway {
             publisher,
             shutdown,
         });
-        let server = Server::new(session, gateway.sessions.clone(), tls);
-        let bg = &gateway.background;
-        bg.spawn(broker.run(gateway.stop.clone()));
-        bg.spawn(publisher_task);
-        bg.spawn(admin.run(admin_listener, gateway.stop.clone(), bg.clone()));
-        if let Some(certs) = certs {
-            bg.spawn(certs.watch(gateway.stop.clone()));
-        }
-        gateway.sessions.spawn(server.run(ws_listener));
-        tracing::info!(listen = %gateway.ws_addr, admin = %gateway.admin_addr, tls = gateway.reloader.has_tls(), "redcast started");
-        Ok(gateway)
+        (
+            session,
+            Arc::new(Admin {
+                readiness,
+                registry,
+            }),
+        )
     }
 
     /// Applies new settings to the running gateway (see [`crate::reload`]).

@@ -78,6 +78,9 @@ impl Refusal {
                     HeaderValue::from_static("13"),
                 );
             }
+            Refusal::Unauthorized(_) => {
+                h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
             _ => {}
         }
         resp

@@ -19,6 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// Identifies one session in the hub.
 pub type SessionId = u64;
@@ -184,7 +185,7 @@ impl Hub {
 
     /// Fans one Redis message out to the channel's local subscribers.
     /// Returns how many frames were queued.
-    pub fn publish(&self, channel: &str, payload: &[u8]) -> usize {
+    pub fn publish(&self, channel: &str, payload: &[u8], received: Instant) -> usize {
         let map = self.read();
         let Some(entry) = map.get(channel) else {
             return 0;
@@ -198,7 +199,7 @@ impl Hub {
                 }
                 Format::Raw => raw.get_or_insert_with(|| protocol::encode_raw(payload)),
             };
-            match sub.outbox.push(frame.clone()) {
+            match sub.outbox.push_message(frame.clone(), received) {
                 Push::Queued => queued += 1,
                 Push::Overflow => slow += 1,
                 Push::Closed => {}

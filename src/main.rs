@@ -101,25 +101,25 @@ fn run(common: &Common) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        let termination =
+            redcast::shutdown::Termination::install().context("cannot watch SIGTERM")?;
+        let hangup = redcast::shutdown::Hangup::install().context("cannot watch SIGHUP")?;
         let gateway = redcast::Gateway::start(settings).await?;
         let reloader = gateway.reloader();
         let source = common.clone();
-        tokio::spawn(redcast::shutdown::on_hangup(move || {
-            match source.load() {
-                Ok(settings) => {
-                    if let Err(e) = reloader.apply(settings) {
-                        tracing::error!(error = %e, "reload refused; keeping the running configuration");
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "reload refused; keeping the running configuration"),
+        tokio::spawn(hangup.each(move || {
+            let result = source
+                .load()
+                .map_err(anyhow::Error::from)
+                .and_then(|s| Ok(reloader.apply(s)?));
+            if let Err(e) = result {
+                tracing::error!(error = %e, "reload refused; keeping the running configuration");
             }
         }));
         let token = gateway.shutdown_token();
         tokio::spawn(async move {
-            match redcast::shutdown::terminated().await {
-                Ok(name) => tracing::info!(signal = name, "shutting down"),
-                Err(e) => tracing::error!(error = %e, "cannot watch signals; shutting down"),
-            }
+            let name = termination.recv().await;
+            tracing::info!(signal = name, "shutting down");
             token.cancel();
         });
         gateway.run_until_shutdown().await;

@@ -7,6 +7,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 /// Label for counters split by a fixed reason or code.
@@ -43,6 +44,21 @@ pub struct Metrics {
     pub inbound_messages: Counter,
     pub inbound_errors: Family<Code, Counter>,
     pub sse_binary_dropped: Counter,
+    pub probe_ok: Gauge,
+    pub probes_sent: Counter,
+    pub probe_failures: Counter,
+    pub delivery_latency: Latency,
+}
+
+/// The delivery latency histogram, with buckets from 50 us to ~3.3 s
+/// (loopback writes up to clients that are about to be cut off as slow).
+#[derive(Clone, Debug)]
+pub struct Latency(pub Histogram);
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency(Histogram::new(exponential_buckets(0.00005, 2.0, 17)))
+    }
 }
 
 impl Metrics {
@@ -128,6 +144,26 @@ impl Metrics {
             "inbound_errors",
             "Client requests answered with an error, by code",
             self.inbound_errors.clone(),
+        );
+        r.register(
+            "delivery_probe_ok",
+            "1 while redcast's own probe messages come back through its subscription",
+            self.probe_ok.clone(),
+        );
+        r.register(
+            "delivery_probes_sent",
+            "Delivery probes published",
+            self.probes_sent.clone(),
+        );
+        r.register(
+            "delivery_probe_failures",
+            "Times the pub/sub connection was re-made because probes stopped coming back",
+            self.probe_failures.clone(),
+        );
+        r.register(
+            "delivery_latency_seconds",
+            "Time from a message's arrival from Redis to the end of the socket write that carried it (oldest frame of each write batch)",
+            self.delivery_latency.0.clone(),
         );
         r.register(
             "sse_binary_dropped",

@@ -13,6 +13,7 @@ use crate::protocol::Frame;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// Bytes charged per queued frame on top of its payload.
 pub const FRAME_OVERHEAD: usize = 64;
@@ -32,6 +33,8 @@ pub enum Push {
 struct Queue {
     frames: VecDeque<Frame>,
     bytes: usize,
+    /// When the oldest queued message arrived from Redis (for latency).
+    oldest: Option<Instant>,
     overflowed: bool,
     closed: bool,
 }
@@ -46,8 +49,9 @@ pub struct Outbox {
 /// What the writer takes from the queue.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Drain {
-    /// Frames were moved into the caller's buffer (possibly none).
-    Frames,
+    /// Frames were moved into the caller's buffer (possibly none), with
+    /// the arrival time of the oldest message among them.
+    Frames(Option<Instant>),
     /// The client overflowed its queue and must be closed as slow.
     Overflowed,
 }
@@ -62,8 +66,17 @@ impl Outbox {
         }
     }
 
-    /// Queues a frame, waking the writer if it may be waiting.
+    /// Queues a reply frame (ack, error, pong), waking the writer.
     pub fn push(&self, frame: Frame) -> Push {
+        self.push_inner(frame, None)
+    }
+
+    /// Queues a message frame that arrived from Redis at `received`.
+    pub fn push_message(&self, frame: Frame, received: Instant) -> Push {
+        self.push_inner(frame, Some(received))
+    }
+
+    fn push_inner(&self, frame: Frame, received: Option<Instant>) -> Push {
         let cost = frame.len() + FRAME_OVERHEAD;
         let Ok(mut q) = self.queue.lock() else {
             return Push::Closed;
@@ -80,6 +93,9 @@ impl Outbox {
             return Push::Overflow;
         }
         let was_empty = q.frames.is_empty();
+        if q.oldest.is_none() {
+            q.oldest = received;
+        }
         q.bytes += cost;
         q.frames.push_back(frame);
         drop(q);
@@ -105,7 +121,7 @@ impl Outbox {
             // Give back memory after a burst, so idle sessions stay small.
             q.frames.shrink_to(16);
         }
-        Drain::Frames
+        Drain::Frames(q.oldest.take())
     }
 
     /// Resolves when frames (or an overflow) may be waiting.
@@ -158,7 +174,7 @@ mod tests {
         let o = Outbox::new(1000);
         assert_eq!(o.push(frame(5000)), Push::Queued);
         let mut out = Vec::new();
-        assert_eq!(o.drain(&mut out), Drain::Frames);
+        assert_eq!(o.drain(&mut out), Drain::Frames(None));
         assert_eq!(out.len(), 1);
         assert_eq!(o.push(frame(10)), Push::Queued);
     }

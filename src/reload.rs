@@ -4,10 +4,12 @@
 //! atomically, so every new check (handshakes, subscribes, publishes)
 //! sees either the old or the new whole. Open connections stay open.
 //!
-//! Reloaded: channel rules, JWT keys and settings, origins, client limits
-//! and the TLS certificate. Read once at start (a change is logged and
-//! needs a restart): listen addresses, Redis settings, handshake and drain
-//! settings, log format.
+//! Reloaded: channel rules, JWT keys and settings, origins, client limits,
+//! handshake limits, the drain window and the TLS certificate (re-read
+//! from the same files). Read once at start (a change is logged, the
+//! running value kept, and a restart needed): listen addresses, every
+//! `[redis]` key, TLS file paths and watch interval, `drain_timeout`, and
+//! `[log]`.
 
 use crate::auth::{KeyLoadError, Policy};
 use crate::config::Settings;
@@ -58,14 +60,16 @@ impl Reloader {
     }
 
     /// Applies a new configuration, or refuses it whole.
-    pub fn apply(&self, settings: Settings) -> Result<(), ReloadError> {
-        let next = Live::new(settings)?;
-        for key in restart_only_changes(&self.live.load().settings, &next.settings) {
+    pub fn apply(&self, mut settings: Settings) -> Result<(), ReloadError> {
+        let running = self.live.load_full();
+        for key in restart_only_changes(&running.settings, &settings) {
             tracing::warn!(
                 key,
                 "changed in the configuration but needs a restart; keeping the running value"
             );
         }
+        keep_restart_only(&running.settings, &mut settings);
+        let next = Live::new(settings)?;
         // Certificates last: nothing is swapped unless everything loaded.
         if let Some(certs) = &self.certs {
             certs.reload()?;
@@ -76,29 +80,64 @@ impl Reloader {
     }
 }
 
+/// Puts the running values back into the keys that are read at start, so
+/// that the live settings always describe what actually runs.
+fn keep_restart_only(running: &Settings, next: &mut Settings) {
+    next.server.listen = running.server.listen;
+    next.server.drain_timeout = running.server.drain_timeout;
+    next.admin = running.admin.clone();
+    next.redis = running.redis.clone();
+    next.tls = running.tls.clone();
+    next.log = running.log.clone();
+}
+
 /// Keys that differ but are only read at start.
 fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    let mut check = |key, changed: bool| {
-        if changed {
-            out.push(key);
-        }
+    let (o, n) = (&old.redis, &new.redis);
+    let tls = |s: &Settings| {
+        s.tls
+            .as_ref()
+            .map(|t| (t.cert.clone(), t.key.clone(), t.watch_interval))
     };
-    check("server.listen", old.server.listen != new.server.listen);
-    check("admin.listen", old.admin.listen != new.admin.listen);
-    check("redis.url", old.redis.url != new.redis.url);
-    check(
-        "redis.channel_prefix",
-        old.redis.channel_prefix != new.redis.channel_prefix,
-    );
-    check(
-        "server.max_pending_handshakes",
-        old.server.max_pending_handshakes != new.server.max_pending_handshakes,
-    );
-    check(
-        "tls",
-        old.tls.as_ref().map(|t| (&t.cert, &t.key)) != new.tls.as_ref().map(|t| (&t.cert, &t.key)),
-    );
-    check("log.format", old.log.format != new.log.format);
-    out
+    let changes = [
+        ("server.listen", old.server.listen != new.server.listen),
+        (
+            "server.drain_timeout",
+            old.server.drain_timeout != new.server.drain_timeout,
+        ),
+        ("admin.listen", old.admin.listen != new.admin.listen),
+        ("redis.url", o.url != n.url),
+        ("redis.username", o.username != n.username),
+        ("redis.password", o.password != n.password),
+        ("redis.ca_file", o.ca_file != n.ca_file),
+        ("redis.channel_prefix", o.channel_prefix != n.channel_prefix),
+        (
+            "redis (timeouts, intervals)",
+            (
+                o.timeout,
+                o.ping_interval,
+                o.reconnect_min,
+                o.reconnect_max,
+                o.probe_interval,
+                o.probe_timeout,
+            ) != (
+                n.timeout,
+                n.ping_interval,
+                n.reconnect_min,
+                n.reconnect_max,
+                n.probe_interval,
+                n.probe_timeout,
+            ),
+        ),
+        ("tls", tls(old) != tls(new)),
+        (
+            "log",
+            (old.log.format, &old.log.level) != (new.log.format, &new.log.level),
+        ),
+    ];
+    changes
+        .into_iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(key, _)| key)
+        .collect()
 }

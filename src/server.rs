@@ -281,6 +281,7 @@ impl Server {
             // Admission already checked the Origin; echo it for CORS.
             cors_origin: req.headers().get(hyper::header::ORIGIN).cloned(),
         };
+        tracing::info!(%peer, id = params.id, transport = "sse", "connection open");
         let (resp, task) = sse::respond(self.session.clone(), params);
         streaming.on.store(true, Ordering::Release);
         self.session.metrics.connections_accepted.inc();
@@ -319,7 +320,7 @@ impl Server {
                 return;
             };
             server.session.metrics.connections_accepted.inc();
-            tracing::debug!(%peer, id = params.id, "websocket open");
+            tracing::info!(%peer, id = params.id, transport = "websocket", "connection open");
             let io = TokioIo::new(upgraded);
             let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
             session::run(ws, server.session.clone(), params).await;

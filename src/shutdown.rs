@@ -1,26 +1,47 @@
 //! Process signals: SIGTERM and SIGINT start a graceful shutdown; SIGHUP
-//! reloads the configuration.
+//! reloads the configuration. Handlers are installed before the gateway
+//! announces that it started, so an early signal is never fatal.
 
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
-/// Resolves with the signal's name when SIGTERM or SIGINT arrives.
-pub async fn terminated() -> std::io::Result<&'static str> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// SIGTERM and SIGINT, installed.
+pub struct Termination {
+    term: Signal,
+    int: Signal,
 }
 
-/// Calls `reload` on every SIGHUP, for the life of the process.
-pub async fn on_hangup(mut reload: impl FnMut()) {
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::error!("cannot watch SIGHUP; reload needs a restart");
-        return;
-    };
-    while hup.recv().await.is_some() {
-        tracing::info!(signal = "SIGHUP", "reloading configuration");
-        reload();
+impl Termination {
+    /// Installs the handlers now.
+    pub fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Resolves with the signal's name when one arrives.
+    pub async fn recv(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+/// SIGHUP, installed.
+pub struct Hangup(Signal);
+
+impl Hangup {
+    /// Installs the handler now.
+    pub fn install() -> std::io::Result<Self> {
+        Ok(Self(signal(SignalKind::hangup())?))
+    }
+
+    /// Calls `reload` on every SIGHUP, for the life of the process.
+    pub async fn each(mut self, mut reload: impl FnMut()) {
+        while self.0.recv().await.is_some() {
+            tracing::info!(signal = "SIGHUP", "reloading configuration");
+            reload();
+        }
     }
 }

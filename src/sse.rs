@@ -111,6 +111,7 @@ async fn run(ctx: Arc<SessionContext>, params: StreamParams, tx: mpsc::Sender<By
     outbox.close();
     ctx.hub.unsubscribe(params.id, &params.channels);
     ctx.metrics.closed(end.reason());
+    tracing::info!(id = params.id, reason = end.reason(), "connection closed");
 }
 
 async fn serve(
@@ -140,10 +141,25 @@ async fn serve(
     let mut chunk = BytesMut::new();
     chunk.put_slice(format!("retry: {RETRY_HINT_MS}\n\n").as_bytes());
     loop {
+        // Drain before waiting: a wake-up may have been used up while a
+        // send was pending, and the queue only wakes us when it was empty.
+        let Drain::Frames(oldest) = outbox.drain(&mut batch) else {
+            return End::Slow;
+        };
+        if let Some(received) = oldest {
+            ctx.metrics
+                .delivery_latency
+                .0
+                .observe(received.elapsed().as_secs_f64());
+        }
+        batch
+            .drain(..)
+            .for_each(|f| encode_event(&mut chunk, &f, &ctx.metrics));
         if !chunk.is_empty() {
             if let Err(end) = send(tx, chunk.split().freeze(), outbox, idle_timeout).await {
                 return end;
             }
+            continue;
         }
         tokio::select! {
             biased;
@@ -153,12 +169,7 @@ async fn serve(
             }
             _ = tokio::time::sleep_until(close_at.unwrap_or(expiry)), if close_at.is_some() => return End::Shutdown,
             _ = tokio::time::sleep_until(expiry) => return End::Expired,
-            _ = outbox.ready() => {
-                if outbox.drain(&mut batch) == Drain::Overflowed {
-                    return End::Slow;
-                }
-                batch.drain(..).for_each(|f| encode_event(&mut chunk, &f, &ctx.metrics));
-            }
+            _ = outbox.ready() => {}
             _ = ping.tick() => chunk.put_slice(b": ping\n\n"),
         }
     }

@@ -147,6 +147,10 @@ async fn bad_tokens_get_401_with_a_reason() {
         let (status, body) = get_with_upgrade(&gw, &path).await;
         assert_eq!(status, 401, "{what}: {body}");
         assert!(
+            www_authenticate(&gw, &path).await,
+            "{what}: 401 carries WWW-Authenticate"
+        );
+        assert!(
             body.contains(reason),
             "{what}: `{body}` should say `{reason}`"
         );
@@ -168,6 +172,16 @@ fn base64_url(b: &[u8]) -> String {
 fn jwt_without_exp(claims: serde_json::Value) -> String {
     let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()).unwrap();
     jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+}
+
+async fn www_authenticate(gw: &redcast::Gateway, path: &str) -> bool {
+    match try_connect(gw, path, &[]).await {
+        Err(tungstenite::Error::Http(resp)) => resp
+            .headers()
+            .get("www-authenticate")
+            .is_some_and(|v| v == "Bearer"),
+        _ => false,
+    }
 }
 
 /// A raw upgrade request, so the refusal body can be read.

@@ -188,3 +188,101 @@ fn send_signal(pid: u32, signal: &str) {
         .status()
         .unwrap();
 }
+
+#[test]
+fn sighup_reloads_rules_keeps_connections_and_refuses_broken_config() {
+    use serde_json::json;
+    let redis = common::Redis::start();
+    let (ws_port, admin) = (common::free_port(), common::free_port());
+    let file = config_file(&format!(
+        "[server]\nlisten = \"127.0.0.1:{ws_port}\"\ndrain_window = \"0s\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n[redis]\nurl = \"{}\"\n",
+        redis.url()
+    ));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_redcast"))
+        .args([
+            "--config",
+            file.path().to_str().unwrap(),
+            "--log-format",
+            "json",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let wait_log = |needle: &str| {
+        let deadline = std::time::Instant::now() + common::DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no log line with `{needle}`"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    };
+    wait_log("redcast started");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{ws_port}").parse().unwrap();
+    let mut ws = rt.block_on(async {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?channel=a"))
+            .await
+            .unwrap();
+        ws
+    });
+    let next = |ws: &mut common::Ws| rt.block_on(common::recv_json(ws));
+    assert_eq!(next(&mut ws)["type"], "subscribed");
+
+    let rules = "\n[[channels.rules]]\npattern = \"b\"\nsubscribe = \"anyone\"\n";
+    let base = std::fs::read_to_string(file.path()).unwrap();
+    std::fs::write(file.path(), base.clone() + rules).unwrap();
+    send_signal(child.id(), "HUP");
+    wait_log("configuration reloaded");
+    rt.block_on(common::send_json(
+        &mut ws,
+        json!({"type":"subscribe","channels":["a2"],"id":"1"}),
+    ));
+    assert_eq!(
+        next(&mut ws)["code"],
+        "forbidden",
+        "new rules apply to the open connection"
+    );
+    rt.block_on(common::send_json(
+        &mut ws,
+        json!({"type":"subscribe","channels":["b"],"id":"2"}),
+    ));
+    assert_eq!(next(&mut ws)["type"], "subscribed");
+
+    std::fs::write(
+        file.path(),
+        base.clone() + "[client]\nmax_subscriptions = \"many\"\n",
+    )
+    .unwrap();
+    send_signal(child.id(), "HUP");
+    let refused = wait_log("reload refused");
+    assert!(refused.contains("client.max_subscriptions"), "{refused}");
+    rt.block_on(common::send_json(
+        &mut ws,
+        json!({"type":"subscribe","channels":["a3"],"id":"3"}),
+    ));
+    assert_eq!(next(&mut ws)["code"], "forbidden", "the running rules stay");
+
+    let moved = base.replace(&format!("127.0.0.1:{ws_port}"), "127.0.0.1:1") + rules;
+    std::fs::write(file.path(), moved).unwrap();
+    send_signal(child.id(), "HUP");
+    let warned = wait_log("needs a restart");
+    assert!(warned.contains("server.listen"), "{warned}");
+    rt.block_on(common::send_json(
+        &mut ws,
+        json!({"type":"ping","id":"alive"}),
+    ));
+    assert_eq!(next(&mut ws), json!({"type":"pong","id":"alive"}));
+    send_signal(child.id(), "TERM");
+    assert!(child.wait().unwrap().success());
+}

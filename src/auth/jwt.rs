@@ -45,6 +45,8 @@ pub struct KeyLoadError {
 
 struct JwkKey {
     kid: Option<String>,
+    /// The key's own `alg`, when the set names one: only that one is used.
+    alg: Option<Algorithm>,
     key: DecodingKey,
 }
 
@@ -128,16 +130,23 @@ impl Verifier {
         let mut v = Validation::new(header.alg);
         v.leeway = self.leeway;
         v.validate_nbf = true;
-        v.set_required_spec_claims(&["exp"]);
+        // A configured issuer or audience must be present, not just
+        // correct when present.
+        let mut required = vec!["exp"];
         match &self.issuer {
-            Some(iss) => v.set_issuer(&[iss]),
+            Some(iss) => {
+                v.set_issuer(&[iss]);
+                required.push("iss");
+            }
             None => v.iss = None,
         }
         if self.audience.is_empty() {
             v.validate_aud = false;
         } else {
             v.set_audience(&self.audience);
+            required.push("aud");
         }
+        v.set_required_spec_claims(&required);
         let data =
             jsonwebtoken::decode::<Claims>(token, key, &v).map_err(|e| token_error(e.kind()))?;
         let c = data.claims;
@@ -156,18 +165,18 @@ impl Verifier {
             return self.hmac.as_ref();
         }
         let fits = |k: &&DecodingKey| k.family() == family;
-        if let Some(kid) = kid {
-            if let Some(k) = self
+        let usable = |k: &&JwkKey| k.key.family() == family && k.alg.is_none_or(|a| a == alg);
+        if let Some(kid) = kid.filter(|_| !self.jwks.is_empty()) {
+            // With a key set, a kid must name one of its keys.
+            return self
                 .jwks
                 .iter()
                 .find(|k| k.kid.as_deref() == Some(kid))
-                .map(|k| &k.key)
-            {
-                return Some(k).filter(fits);
-            }
+                .filter(usable)
+                .map(|k| &k.key);
         }
         self.pem.as_ref().filter(fits).or_else(|| {
-            let mut candidates = self.jwks.iter().map(|k| &k.key).filter(fits);
+            let mut candidates = self.jwks.iter().filter(usable).map(|k| &k.key);
             // Without a kid, a JWKS key is only used when it is unambiguous.
             match (candidates.next(), candidates.next()) {
                 (Some(k), None) => Some(k),
@@ -216,8 +225,13 @@ fn load_jwks(path: &std::path::Path) -> Result<Vec<JwkKey>, KeyLoadError> {
         }
         let decoding =
             DecodingKey::from_jwk(jwk).map_err(|e| load_err(key, format!("unusable key: {e}")))?;
+        let alg = jwk
+            .common
+            .key_algorithm
+            .and_then(|a| Algorithm::from_str(&a.to_string()).ok());
         keys.push(JwkKey {
             kid: jwk.common.key_id.clone(),
+            alg,
             key: decoding,
         });
     }

@@ -8,12 +8,14 @@
 //! channel unconfirmed (readiness fails), reconnects with exponential
 //! backoff and full jitter, and resubscribes everything the hub holds.
 
+pub mod probe;
 pub mod publisher;
 
 use crate::config::RedisSettings;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use futures_util::StreamExt;
+use probe::Probe;
 use rand::Rng;
 use redis::aio::{PubSubSink, PubSubStream};
 use std::collections::HashSet;
@@ -36,6 +38,8 @@ pub enum BrokerError {
     Timeout(Duration),
     #[error("redis closed the pub/sub connection")]
     Closed,
+    #[error("{0}; re-making the pub/sub connection")]
+    ProbeLost(String),
 }
 
 /// Shared view of the broker's state, for readiness.
@@ -57,18 +61,25 @@ pub struct Broker {
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
     state: Arc<BrokerState>,
+    probe: Arc<Probe>,
     /// Channels (client names) Redis has confirmed on this connection.
     subscribed: HashSet<String>,
 }
 
 impl Broker {
     /// A broker for these settings; call [`Broker::run`] to start it.
-    pub fn new(settings: RedisSettings, hub: Arc<Hub>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        settings: RedisSettings,
+        hub: Arc<Hub>,
+        metrics: Arc<Metrics>,
+        probe: Arc<Probe>,
+    ) -> Self {
         Self {
             settings,
             hub,
             metrics,
             state: Arc::default(),
+            probe,
             subscribed: HashSet::new(),
         }
     }
@@ -108,6 +119,8 @@ impl Broker {
     /// One connection's life: connect, resubscribe, serve until it fails.
     async fn session(&mut self, attempt: &mut u32) -> Result<(), BrokerError> {
         let (mut sink, mut stream) = self.connect().await?;
+        self.bounded(sink.subscribe(&self.probe.channel)).await?;
+        self.probe.reset();
         // Take the dirty set first: a channel created after this point is
         // either in the snapshot below or marked dirty again.
         self.hub.take_dirty();
@@ -124,9 +137,16 @@ impl Broker {
             self.settings.ping_interval,
         );
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut probe_check = tokio::time::interval(self.settings.probe_interval);
         loop {
             tokio::select! {
                 msg = stream.next() => self.deliver(msg.ok_or(BrokerError::Closed)?),
+                _ = probe_check.tick() => {
+                    if let Err(why) = self.probe.check() {
+                        self.metrics.probe_failures.inc();
+                        return Err(BrokerError::ProbeLost(why));
+                    }
+                }
                 _ = self.hub.dirty_changed() => {
                     let dirty = self.hub.take_dirty();
                     self.reconcile(&mut sink, dirty).await?;
@@ -153,9 +173,13 @@ impl Broker {
             .redis_last_message_unix
             .set(now.as_secs() as i64);
         let channel = msg.get_channel_name();
+        if channel == self.probe.channel {
+            return self.probe.received(msg.get_payload_bytes());
+        }
         // Messages for channels outside our prefix cannot be ours.
         if let Some(name) = channel.strip_prefix(self.settings.channel_prefix.as_str()) {
-            self.hub.publish(name, msg.get_payload_bytes());
+            self.hub
+                .publish(name, msg.get_payload_bytes(), Instant::now());
         }
     }
 

@@ -28,7 +28,8 @@ pub struct Job {
     pub channel: String,
     pub payload: Vec<u8>,
     pub id: Option<String>,
-    pub reply: Arc<Outbox>,
+    /// Where the answer goes; `None` for redcast's own probes.
+    pub reply: Option<Arc<Outbox>>,
 }
 
 /// The sessions' handle on the publisher task.
@@ -58,8 +59,10 @@ impl Publisher {
 }
 
 fn fail(job: &Job, message: &str) {
-    let e = RequestError::new(job.id.clone(), ErrorCode::PublishFailed, message);
-    job.reply.push(protocol::encode_error(&e));
+    if let Some(reply) = &job.reply {
+        let e = RequestError::new(job.id.clone(), ErrorCode::PublishFailed, message);
+        reply.push(protocol::encode_error(&e));
+    }
 }
 
 async fn run(settings: RedisSettings, mut rx: mpsc::Receiver<Job>, stop: CancellationToken) {
@@ -103,8 +106,9 @@ async fn publish(mut conn: MultiplexedConnection, job: Job, timeout: Duration) -
     let result = tokio::time::timeout(timeout, cmd.query_async::<i64>(&mut conn)).await;
     match result {
         Ok(Ok(_)) => {
-            job.reply
-                .push(protocol::encode_published(job.id.as_deref()));
+            if let Some(reply) = &job.reply {
+                reply.push(protocol::encode_published(job.id.as_deref()));
+            }
             true
         }
         Ok(Err(e)) => {

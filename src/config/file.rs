@@ -47,6 +47,10 @@ pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_REDIS_PING_INTERVAL: Duration = Duration::from_secs(5);
 /// Default first reconnect delay (doubles up to the maximum, with jitter).
 pub const DEFAULT_RECONNECT_MIN: Duration = Duration::from_millis(100);
+/// Default interval of the delivery probe.
+pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+/// Default time a probe may take to come back before readiness fails.
+pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default longest reconnect delay.
 pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(5);
 
@@ -141,6 +145,10 @@ pub struct RedisSection {
     pub reconnect_min: Duration,
     #[serde(with = "humantime_serde")]
     pub reconnect_max: Duration,
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub probe_timeout: Duration,
 }
 
 impl std::fmt::Debug for RedisSection {
@@ -165,6 +173,8 @@ impl Default for RedisSection {
             ping_interval: DEFAULT_REDIS_PING_INTERVAL,
             reconnect_min: DEFAULT_RECONNECT_MIN,
             reconnect_max: DEFAULT_RECONNECT_MAX,
+            probe_interval: DEFAULT_PROBE_INTERVAL,
+            probe_timeout: DEFAULT_PROBE_TIMEOUT,
         }
     }
 }

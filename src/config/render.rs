@@ -81,6 +81,8 @@ impl Settings {
             ("ping_interval", d(r.ping_interval)),
             ("reconnect_min", d(r.reconnect_min)),
             ("reconnect_max", d(r.reconnect_max)),
+            ("probe_interval", d(r.probe_interval)),
+            ("probe_timeout", d(r.probe_timeout)),
         ]);
         put_optional(
             &mut redis,

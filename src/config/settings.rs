@@ -60,6 +60,8 @@ pub struct RedisSettings {
     pub ping_interval: Duration,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
+    pub probe_interval: Duration,
+    pub probe_timeout: Duration,
 }
 
 impl std::fmt::Debug for RedisSettings {
@@ -105,7 +107,11 @@ pub struct ChannelSettings {
 impl ChannelSettings {
     /// Whether a client may use this channel name at all.
     pub fn is_valid_name(&self, name: &str) -> bool {
-        !name.is_empty() && name.len() <= MAX_CHANNEL_NAME_BYTES && self.name_pattern.is_match(name)
+        !name.is_empty()
+            && name.len() <= MAX_CHANNEL_NAME_BYTES
+            // Reserved for redcast's own channels (the delivery probe).
+            && !name.starts_with(crate::broker::probe::RESERVED_PREFIX)
+            && self.name_pattern.is_match(name)
     }
 }
 
@@ -265,6 +271,8 @@ fn validate_redis(r: super::file::RedisSection) -> Result<RedisSettings, KeyErro
         ping_interval: positive("redis.ping_interval", r.ping_interval)?,
         reconnect_min: positive("redis.reconnect_min", r.reconnect_min)?,
         reconnect_max: r.reconnect_max,
+        probe_interval: positive("redis.probe_interval", r.probe_interval)?,
+        probe_timeout: positive("redis.probe_timeout", r.probe_timeout)?,
     })
 }
 

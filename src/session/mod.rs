@@ -217,11 +217,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let channels: Vec<String> = self.channels.drain().collect();
         self.ctx.hub.unsubscribe(self.id, &channels);
         self.ctx.metrics.closed(ending.reason);
-        tracing::debug!(
-            session = self.id,
+        tracing::info!(
+            id = self.id,
             code = ending.code,
             reason = ending.reason,
-            "session closed"
+            "connection closed"
         );
         if !ending.send_close {
             return;

@@ -175,7 +175,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             channel: redis_channel,
             payload,
             id,
-            reply: self.outbox.clone(),
+            reply: Some(self.outbox.clone()),
         };
         self.ctx.publisher.submit(job);
         Ok(())

@@ -14,13 +14,20 @@ use tungstenite::Message;
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn pump(&mut self) -> Result<(), Ending> {
         loop {
-            if self.outbox.drain(&mut self.batch) == Drain::Overflowed {
+            let Drain::Frames(oldest) = self.outbox.drain(&mut self.batch) else {
                 return Err(Ending::SLOW);
-            }
+            };
             if self.batch.is_empty() && !self.ping_due {
                 return Ok(());
             }
             self.write_batch().await?;
+            if let Some(received) = oldest {
+                self.ctx
+                    .metrics
+                    .delivery_latency
+                    .0
+                    .observe(received.elapsed().as_secs_f64());
+            }
         }
     }
 

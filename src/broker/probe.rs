@@ -1,0 +1,154 @@
+//! Delivery liveness: a pub/sub connection can look "up" (the socket is
+//! open, even PINGs may pass through some proxies) while messages no
+//! longer arrive. So redcast publishes a probe on a private channel of its
+//! own every `redis.probe_interval`, over its command connection, and
+//! expects it back through its own subscription. When the oldest
+//! unanswered probe is older than `redis.probe_timeout`, readiness fails
+//! and the broker drops and re-makes the pub/sub connection.
+//!
+//! The channel is `<channel_prefix>__redcast.probe.<instance id>`, unique
+//! per process; client channel names starting with `__redcast.` are
+//! refused, so no client can disturb it.
+
+use super::publisher::{Job, Publisher};
+use crate::metrics::Metrics;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Client channel names may not start with this.
+pub const RESERVED_PREFIX: &str = "__redcast.";
+
+#[derive(Default)]
+struct Round {
+    /// Number of the last probe sent.
+    sent: u64,
+    /// The oldest probe not yet seen back, and when it was sent.
+    oldest_unanswered: Option<(u64, Instant)>,
+}
+
+/// The probe's state, shared by the sender task, the broker and readiness.
+pub struct Probe {
+    /// The Redis channel (prefix included).
+    pub channel: String,
+    instance: String,
+    timeout: Duration,
+    round: Mutex<Round>,
+    metrics: Arc<Metrics>,
+}
+
+impl Probe {
+    /// A probe on this instance's private channel.
+    pub fn new(prefix: &str, timeout: Duration, metrics: Arc<Metrics>) -> Arc<Probe> {
+        let instance = format!("{:016x}", rand::random::<u64>());
+        let channel = format!("{prefix}{RESERVED_PREFIX}probe.{instance}");
+        Arc::new(Probe {
+            channel,
+            instance,
+            timeout,
+            round: Mutex::default(),
+            metrics,
+        })
+    }
+
+    fn round(&self) -> std::sync::MutexGuard<'_, Round> {
+        self.round.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets unanswered probes (a fresh connection starts a fresh count).
+    pub fn reset(&self) {
+        self.round().oldest_unanswered = None;
+    }
+
+    /// Records a probe coming back through the subscription.
+    pub fn received(&self, payload: &[u8]) {
+        let text = String::from_utf8_lossy(payload);
+        let Some(n) = text
+            .strip_prefix(&format!("{}:", self.instance))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            return;
+        };
+        let mut round = self.round();
+        // Redis keeps order on a connection: this one answers all before it.
+        if round
+            .oldest_unanswered
+            .is_some_and(|(oldest, _)| n >= oldest)
+        {
+            round.oldest_unanswered = (n < round.sent).then(|| (n + 1, Instant::now()));
+        }
+        self.metrics.probe_ok.set(1);
+    }
+
+    /// `Ok` unless a probe has been unanswered for longer than the timeout.
+    pub fn check(&self) -> Result<(), String> {
+        match self.round().oldest_unanswered {
+            Some((_, sent)) if sent.elapsed() > self.timeout => {
+                self.metrics.probe_ok.set(0);
+                Err(format!(
+                    "delivery probe not received back within {:?}",
+                    self.timeout
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn next(&self) -> String {
+        let mut round = self.round();
+        round.sent += 1;
+        let n = round.sent;
+        round.oldest_unanswered.get_or_insert((n, Instant::now()));
+        format!("{}:{n}", self.instance)
+    }
+
+    /// Sends a probe every `interval` while `connected()` says the
+    /// subscription is up, until `stop`.
+    pub async fn run(
+        self: Arc<Self>,
+        publisher: Publisher,
+        interval: Duration,
+        connected: impl Fn() -> bool,
+        stop: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(interval);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if connected() {
+                self.metrics.probes_sent.inc();
+                let job = Job {
+                    channel: self.channel.clone(),
+                    payload: self.next().into_bytes(),
+                    id: None,
+                    reply: None,
+                };
+                publisher.submit(job);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn unanswered_probe_fails_after_timeout_and_answer_heals() {
+        let p = Probe::new("", Duration::from_secs(3), Arc::default());
+        let first = p.next();
+        assert!(p.check().is_ok());
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert!(p.check().is_err());
+        p.next();
+        p.received(first.as_bytes());
+        assert!(p.check().is_ok(), "the second probe was just sent");
+        p.received(format!("{}:2", p.instance).as_bytes());
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(p.check().is_ok());
+        p.received(b"someone-else:9");
+    }
+}
