@@ -36,7 +36,7 @@ UNIT=systemd/redcast.service
 DOCKERFILE=packaging/Dockerfile
 K8S_DIR=packaging/kubernetes
 RENDERED="$K8S_DIR/helm/rendered-example.yaml"
-DEB_META=packaging/deb-metadata.toml
+DEB_META=Cargo.toml
 
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
