@@ -286,3 +286,29 @@ fn sighup_reloads_rules_keeps_connections_and_refuses_broken_config() {
     send_signal(child.id(), "TERM");
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn example_config_documents_exactly_the_defaults() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml");
+    let with_file = redcast(&["check-config", "--config", example], &[]);
+    let defaults = redcast(&["check-config"], &[]);
+    assert!(
+        with_file.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with_file.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&with_file.stdout),
+        String::from_utf8_lossy(&defaults.stdout),
+        "config.example.toml must set every key to its default (or leave it commented)"
+    );
+    // Every key the code knows appears in the example, set or commented.
+    let text = std::fs::read_to_string(example).unwrap();
+    let rendered = String::from_utf8_lossy(&defaults.stdout).to_string();
+    for line in rendered.lines().filter(|l| l.contains(" = ")) {
+        let key = line.split(" = ").next().unwrap().trim();
+        let documented =
+            text.contains(&format!("{key} =")) || text.contains(&format!("[[channels.{key}]]"));
+        assert!(documented, "config.example.toml lacks `{key}`");
+    }
+}
