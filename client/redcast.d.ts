@@ -33,10 +33,12 @@ export type ServerErrorCode =
   | "invalid_field"
   | "invalid_channel"
   | "too_many_subscriptions"
-  | "message_too_big"
   | "forbidden"
   | "rate_limited"
-  | "not_ready";
+  /** A `refresh` token was refused; `refreshToken()` rejects with it. */
+  | "invalid_token"
+  /** Redis did not take a client `publish`; retry later. */
+  | "publish_failed";
 
 /** Error codes produced by the client itself. */
 export type ClientErrorCode =
@@ -46,7 +48,7 @@ export type ClientErrorCode =
   | "queue_full"
   /** The client was closed (`close()`, or it gave up after 1008/4003). */
   | "closed"
-  /** No ack within `requestTimeout` ms of the `publish()` call. */
+  /** No ack within `requestTimeout` ms of the `publish()` (or in-band `refreshToken()`) call. */
   | "timeout"
   /** Publishing is impossible over the SSE transport. */
   | "unsupported_transport"
@@ -73,7 +75,7 @@ export interface RedcastErrorEvent {
   message?: string;
   /** Request id the server echoed, when the error answers a client frame. */
   id?: string;
-  /** Channels concerned, e.g. the ones a `forbidden` subscribe was refused for. Those channels' handlers are dropped (for `forbidden`, `invalid_channel`, `too_many_subscriptions`); transient codes (`not_ready`, `rate_limited`) are retried. */
+  /** Channels concerned, e.g. the ones a `forbidden` subscribe was refused for. Those channels' handlers are dropped (for `forbidden`, `invalid_channel`, `too_many_subscriptions`); a `rate_limited` subscribe is retried. */
   channels?: string[];
   /** Set when the error results from a close frame (1008/4003). */
   closeCode?: number;
@@ -222,9 +224,12 @@ export declare class Redcast {
   publish(channel: string, data?: unknown): Promise<void>;
 
   /**
-   * Replace the token (or fetch one with `getToken` when omitted). Sent
-   * in-band as `{"type":"refresh"}` over an open WebSocket; always used for
-   * the next connect.
+   * Replace the token (or fetch one with `getToken` when omitted). Over an
+   * open WebSocket it is sent in-band as `{"type":"refresh","id"}` and the
+   * promise settles on the server's answer: `refreshed` resolves, an error
+   * (`invalid_token`) rejects with that code and the previous token is kept,
+   * no answer within `requestTimeout` rejects with `timeout`. Otherwise the
+   * token is used for the next connect and the promise resolves at once.
    */
   refreshToken(token?: string): Promise<void>;
 

@@ -27,7 +27,13 @@
   var THROTTLE_MIN_ATTEMPT = 3;
 
   // Server error codes for which retrying the same subscribe later can succeed.
-  var TRANSIENT_CODES = { not_ready: true, rate_limited: true };
+  // (The server refuses a frame it had no budget for with rate_limited.)
+  var TRANSIENT_CODES = { rate_limited: true };
+
+  // Subscribe errors that reject only the channels they list: the server may
+  // send several (invalid_channel, then forbidden) and then a `subscribed` ack
+  // for the rest, all with the request's id.
+  var PER_CHANNEL_CODES = { invalid_channel: true, forbidden: true };
 
   // Close code the client uses when it abandons a socket that stopped answering.
   var HEARTBEAT_CLOSE_CODE = 4000;
@@ -241,7 +247,10 @@
 
     /**
      * Replace the token. Over an open WebSocket the server is told in-band
-     * ({"type":"refresh"}); otherwise the token is used on the next connect.
+     * ({"type":"refresh","id"}) and the promise settles on its answer:
+     * `refreshed` resolves; an error (`invalid_token`) rejects with that code
+     * and the previous token is kept, as the server keeps it. Otherwise the
+     * token is used on the next connect and the promise resolves at once.
      */
     refreshToken(token) {
       var self = this;
@@ -250,9 +259,26 @@
         : Promise.reject(makeError("token_error", "no token given and no getToken option"));
       return get.then(function (t) {
         if (!t) throw makeError("token_error", "getToken returned no token");
+        var previous = self._token;
         self._token = t;
         self._needToken = false;
-        if (self._isWsOpen()) self._send({ type: "refresh", token: t });
+        if (!self._isWsOpen()) return undefined;
+        return new Promise(function (resolve, reject) {
+          var req = {
+            kind: "refresh",
+            resolve: resolve,
+            reject: function (err) {
+              // The server kept the old token; so do we, unless a newer one came since.
+              if (err.code !== "timeout" && self._token === t) self._token = previous;
+              reject(err);
+            },
+            id: String(self._nextId++),
+            timer: null,
+          };
+          self._pending.set(req.id, req);
+          self._armRequestTimeout(req);
+          self._send({ type: "refresh", id: req.id, token: t });
+        });
       });
     }
 
@@ -458,6 +484,10 @@
         if (req.kind === "publish") {
           clearTimeout(req.timer);
           req.reject(makeError(rejectCode, why));
+        } else if (req.kind === "refresh") {
+          // Not confirmed, but the new token is what the next connection uses.
+          clearTimeout(req.timer);
+          req.resolve();
         }
       });
     }
@@ -503,6 +533,7 @@
           return this._settle(msg.id);
         case "unsubscribed":
         case "published":
+        case "refreshed":
           return this._settle(msg.id);
         case "error": return this._onServerError(conn, msg);
         default: return; // unknown types are ignored for forward compatibility
@@ -524,7 +555,7 @@
       var req = this._pending.get(id);
       if (!req) return;
       this._pending.delete(id);
-      if (req.kind === "publish") {
+      if (req.resolve) {
         clearTimeout(req.timer);
         req.resolve();
       }
@@ -532,15 +563,25 @@
 
     _onServerError(conn, msg) {
       var req = msg.id != null ? this._pending.get(msg.id) : undefined;
-      if (req) this._pending.delete(msg.id);
-      if (req && req.kind === "publish") {
+      if (req && (req.kind === "publish" || req.kind === "refresh")) {
+        this._pending.delete(msg.id);
         clearTimeout(req.timer);
         // Reported through the promise only, to avoid double reporting.
         return req.reject(makeError(msg.code, msg.message));
       }
+      var channels = Array.isArray(msg.channels) ? msg.channels : req && req.kind === "subscribe" ? req.channels : null;
+      if (req) {
+        // A subscribe can get an invalid_channel error, then a forbidden one,
+        // then its ack: keep it pending while some of its channels are unanswered.
+        if (req.kind === "subscribe" && PER_CHANNEL_CODES[msg.code] && channels) {
+          channels.forEach(function (c) { req.remaining.delete(c); });
+          if (req.remaining.size === 0) this._pending.delete(msg.id);
+        } else {
+          this._pending.delete(msg.id);
+        }
+      }
       var info = { code: msg.code, message: msg.message };
       if (msg.id != null) info.id = msg.id;
-      var channels = Array.isArray(msg.channels) ? msg.channels : req && req.kind === "subscribe" ? req.channels : null;
       if (channels) info.channels = channels;
       // Over SSE errors can't carry an id; a channel list is enough to act on.
       if (channels && ((req && req.kind === "subscribe") || conn.kind === "sse")) {
@@ -616,7 +657,7 @@
 
     _request(frame) {
       frame.id = String(this._nextId++);
-      this._pending.set(frame.id, { kind: frame.type, channels: frame.channels });
+      this._pending.set(frame.id, { kind: frame.type, channels: frame.channels, remaining: new Set(frame.channels) });
       this._send(frame);
     }
 

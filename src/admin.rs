@@ -106,20 +106,37 @@ impl Admin {
                 Ok(()) => text(StatusCode::OK, "ready"),
                 Err(reason) => owned_text(StatusCode::SERVICE_UNAVAILABLE, reason),
             },
-            "/metrics" => self.metrics(),
+            "/metrics" => self.metrics(req.headers()),
             _ => text(StatusCode::NOT_FOUND, "not found"),
         }
     }
 
-    fn metrics(&self) -> Response<Body> {
+    /// OpenMetrics when the scraper asks for it (Prometheus does), else
+    /// Prometheus text format 0.0.4 (curl, promtool, older agents).
+    fn metrics(&self, headers: &hyper::HeaderMap) -> Response<Body> {
         let mut body = String::new();
         if prometheus_client::encoding::text::encode(&mut body, &self.registry).is_err() {
             return text(StatusCode::INTERNAL_SERVER_ERROR, "metrics encoding failed");
         }
-        let mut resp = owned_text(StatusCode::OK, body);
+        let accept = headers
+            .get(hyper::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let (body, content_type) = if accept.contains("application/openmetrics-text") {
+            (
+                body,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )
+        } else {
+            (
+                crate::metrics::to_prometheus_text(&body),
+                "text/plain; version=0.0.4; charset=utf-8",
+            )
+        };
+        let mut resp = text(StatusCode::OK, body);
         resp.headers_mut().insert(
             hyper::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            HeaderValue::from_static(content_type),
         );
         resp
     }

@@ -3,8 +3,9 @@
 //! Every refusal is a [`Refusal`]: an HTTP status with a short reason.
 
 use crate::auth::{credentials, origin, Action, AuthFailure, Identity};
-use crate::config::Settings;
+use crate::config::{Settings, MAX_CHANNEL_NAME_BYTES};
 use crate::hub::Format;
+use crate::protocol::{ErrorCode, RequestError};
 use crate::reload::Live;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
@@ -103,9 +104,21 @@ pub struct Admission {
     pub format: Format,
     /// Valid, allowed, de-duplicated channels from `?channel=`.
     pub channels: Vec<String>,
+    /// With partial admission: the refused channels, as error frames.
+    pub rejected: Vec<RequestError>,
     pub identity: Identity,
     /// The client's address (from trusted proxy headers when present).
     pub client_ip: IpAddr,
+}
+
+/// Whether some requested channels may be refused while others are served.
+/// SSE needs it: EventSource cannot read an HTTP error, but can read an
+/// error event on a stream that serves the rest. With nothing left to
+/// serve, the request is refused either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Partial {
+    No,
+    Yes,
 }
 
 /// What a valid WebSocket upgrade request asks for.
@@ -121,7 +134,7 @@ pub struct Upgrade {
 pub fn check<B>(req: &Request<B>, live: &Live, peer: SocketAddr) -> Result<Upgrade, Refusal> {
     let key = check_headers(req)?;
     let (subprotocol, protocol_token) = subprotocols(req.headers())?;
-    let admission = admit(req, live, peer, protocol_token)?;
+    let admission = admit(req, live, peer, protocol_token, Partial::No)?;
     Ok(Upgrade {
         key,
         subprotocol,
@@ -136,6 +149,7 @@ pub fn admit<B>(
     live: &Live,
     peer: SocketAddr,
     protocol_token: Option<String>,
+    partial: Partial,
 ) -> Result<Admission, Refusal> {
     let h = req.headers();
     let origin_header = h.get(header::ORIGIN).and_then(|v| v.to_str().ok());
@@ -149,22 +163,40 @@ pub fn admit<B>(
         .policy
         .authenticate(token.as_deref())
         .map_err(Refusal::Unauthorized)?;
-    let (format, channels) = parse_query(query, &live.settings)?;
-    // Anonymous and a token could help: 401; otherwise: 403.
-    let could_authenticate = !identity.authenticated && live.policy.verifier.is_some();
-    if channels
-        .iter()
-        .any(|c| !live.policy.allows(&identity, c, Action::Subscribe))
-    {
+    let (format, requested, invalid) = parse_query(query, &live.settings)?;
+    let (channels, forbidden): (Vec<String>, Vec<String>) = requested
+        .into_iter()
+        .partition(|c| live.policy.allows(&identity, c, Action::Subscribe));
+    let strict = partial == Partial::No || channels.is_empty();
+    if strict && !invalid.is_empty() {
+        return Err(Refusal::BadRequest("invalid channel name"));
+    }
+    if strict && !forbidden.is_empty() {
+        // Anonymous and a token could help: 401; otherwise: 403.
+        let could_authenticate = !identity.authenticated && live.policy.verifier.is_some();
         return Err(match could_authenticate {
             true => Refusal::Unauthorized(AuthFailure::Missing),
             false => Refusal::Forbidden("a requested channel is not allowed"),
         });
     }
+    let mut rejected = Vec::new();
+    if !invalid.is_empty() {
+        rejected.push(
+            RequestError::new(None, ErrorCode::InvalidChannel, "invalid channel name")
+                .with_channels(invalid),
+        );
+    }
+    if !forbidden.is_empty() {
+        rejected.push(
+            RequestError::new(None, ErrorCode::Forbidden, "not allowed to subscribe")
+                .with_channels(forbidden),
+        );
+    }
     let client_ip = credentials::client_ip(peer, h, &live.settings.server.trusted_proxies);
     Ok(Admission {
         format,
         channels,
+        rejected,
         identity,
         client_ip,
     })
@@ -243,16 +275,20 @@ fn is_valid_key(key: &str) -> bool {
 
 /// Reads `channel` (repeatable) and `format`; other parameters are
 /// ignored so that clients may add their own.
-fn parse_query(query: &str, settings: &Settings) -> Result<(Format, Vec<String>), Refusal> {
+fn parse_query(
+    query: &str,
+    settings: &Settings,
+) -> Result<(Format, Vec<String>, Vec<String>), Refusal> {
     let mut format = Format::Envelope;
-    let mut channels = Vec::new();
+    let (mut channels, mut invalid) = (Vec::new(), Vec::new());
     let mut seen = HashSet::new();
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         match &*k {
-            "channel" if !settings.channels.is_valid_name(&v) => {
-                return Err(Refusal::BadRequest("invalid channel name"));
-            }
-            "channel" if seen.insert(v.clone()) => channels.push(v.into_owned()),
+            "channel" if !seen.insert(v.clone()) => {}
+            "channel" if settings.channels.is_valid_name(&v) => channels.push(v.into_owned()),
+            // Echo only names short enough not to amplify a hostile request.
+            "channel" if v.len() <= MAX_CHANNEL_NAME_BYTES => invalid.push(v.into_owned()),
+            "channel" => return Err(Refusal::BadRequest("invalid channel name")),
             "format" => {
                 format = match &*v {
                     "json" => Format::Envelope,
@@ -263,13 +299,13 @@ fn parse_query(query: &str, settings: &Settings) -> Result<(Format, Vec<String>)
             _ => {}
         }
     }
-    if format == Format::Raw && channels.is_empty() {
+    if format == Format::Raw && channels.is_empty() && invalid.is_empty() {
         return Err(Refusal::BadRequest("format=raw needs at least one channel"));
     }
-    if channels.len() > settings.client.max_subscriptions {
+    if channels.len() + invalid.len() > settings.client.max_subscriptions {
         return Err(Refusal::BadRequest("too many channels"));
     }
-    Ok((format, channels))
+    Ok((format, channels, invalid))
 }
 
 /// The `101 Switching Protocols` answer to a checked upgrade.

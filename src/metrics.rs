@@ -186,3 +186,45 @@ impl Metrics {
             .inc();
     }
 }
+
+/// Rewrites prometheus-client's OpenMetrics output as Prometheus text
+/// format 0.0.4, for scrapers and tools (curl, promtool) that do not ask
+/// for OpenMetrics: counter families are named with their `_total`
+/// suffix, and the OpenMetrics-only `# EOF` and `# UNIT` lines go.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut lines = openmetrics.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line.starts_with("# EOF") || line.starts_with("# UNIT") {
+            continue;
+        }
+        let counter = line
+            .strip_prefix("# HELP ")
+            .and_then(|rest| rest.split(' ').next())
+            .filter(|name| lines.peek() == Some(&format!("# TYPE {name} counter").as_str()));
+        match counter {
+            Some(name) => {
+                let help = &line["# HELP ".len() + name.len()..];
+                out.push_str(&format!(
+                    "# HELP {name}_total{help}\n# TYPE {name}_total counter\n"
+                ));
+                lines.next();
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counters_get_total_in_text_format() {
+        let om = "# HELP a_x Things.\n# TYPE a_x counter\na_x_total 1\n# HELP g G.\n# TYPE g gauge\ng 2\n# EOF\n";
+        let text = super::to_prometheus_text(om);
+        assert_eq!(text, "# HELP a_x_total Things.\n# TYPE a_x_total counter\na_x_total 1\n# HELP g G.\n# TYPE g gauge\ng 2\n");
+    }
+}

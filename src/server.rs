@@ -197,11 +197,13 @@ impl Server {
             }
         };
         tokio::pin!(conn);
-        let in_time = tokio::select! {
-            _ = self.session.shutdown.cancelled() => true,
-            r = tokio::time::timeout(timeout, &mut conn) => r.is_ok(),
+        // None: the connection finished (it must not be polled again).
+        let unfinished = tokio::select! {
+            _ = self.session.shutdown.cancelled() => Some(false),
+            r = tokio::time::timeout(timeout, &mut conn) => r.is_err().then_some(true),
         };
         drop(permit);
+        let Some(timed_out) = unfinished else { return };
         if streaming.on.load(Ordering::Acquire) {
             // Once the stream task is done, a client that does not take the
             // last bytes gets write_timeout, then the socket is dropped.
@@ -212,7 +214,7 @@ impl Server {
                     let _ = tokio::time::timeout(grace, &mut conn).await;
                 }
             }
-        } else if !in_time {
+        } else if timed_out {
             metrics.rejected("handshake_timeout");
         }
     }
@@ -266,7 +268,7 @@ impl Server {
             return Err(Refusal::BadRequest("an event stream is opened with GET"));
         }
         let live = self.session.live.load_full();
-        let admission = handshake::admit(&req, &live, peer, None)?;
+        let admission = handshake::admit(&req, &live, peer, None, handshake::Partial::Yes)?;
         if admission.channels.is_empty() {
             return Err(Refusal::BadRequest(
                 "an event stream needs at least one channel",
@@ -277,6 +279,7 @@ impl Server {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             format: admission.format,
             channels: admission.channels,
+            rejected: admission.rejected,
             identity: admission.identity,
             // Admission already checked the Origin; echo it for CORS.
             cors_origin: req.headers().get(hyper::header::ORIGIN).cloned(),
@@ -340,12 +343,16 @@ impl Server {
     }
 }
 
+/// Eagerly allocated read buffer per WebSocket. Client requests are small
+/// JSON; a larger frame grows the buffer only while it is being read.
+pub const READ_BUFFER_BYTES: usize = 512;
+
 /// Per-connection WebSocket settings: small eager read buffer (idle
 /// connections dominate memory), incoming size capped by the config.
 fn websocket_config(live: &Live) -> WebSocketConfig {
     let max = live.settings.client.max_message_bytes;
     WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(16 * 1024)
         .max_message_size(Some(max))
         .max_frame_size(Some(max))

@@ -14,7 +14,7 @@ use crate::auth::Identity;
 use crate::handshake::Body;
 use crate::hub::{Format, Join, SessionId};
 use crate::outbox::{Drain, Outbox};
-use crate::protocol::Frame;
+use crate::protocol::{self, Frame, RequestError};
 use crate::session::SessionContext;
 use bytes::{BufMut, Bytes, BytesMut};
 use http_body_util::{BodyExt, StreamBody};
@@ -34,6 +34,8 @@ pub struct StreamParams {
     pub id: SessionId,
     pub format: Format,
     pub channels: Vec<String>,
+    /// Requested channels that were refused; sent first, as error events.
+    pub rejected: Vec<RequestError>,
     pub identity: Identity,
     /// `Access-Control-Allow-Origin` to send, for allowed cross-origin pages.
     pub cors_origin: Option<HeaderValue>,
@@ -99,6 +101,9 @@ pub fn respond(
 async fn run(ctx: Arc<SessionContext>, params: StreamParams, tx: mpsc::Sender<Bytes>) {
     let client = ctx.live.load().settings.client.clone();
     let outbox = Arc::new(Outbox::new(client.queue_max_bytes));
+    for e in &params.rejected {
+        outbox.push(protocol::encode_error(e));
+    }
     let join = Join {
         session: params.id,
         outbox: &outbox,

@@ -91,6 +91,7 @@ async fn sse_admission_matches_websocket() {
     let cases = [
         ("/sse", vec![], 400),
         ("/sse?channel=bad%20name", vec![], 400),
+        ("/sse?channel=other", vec![], 401),
         ("/sse?channel=user.7", vec![], 401),
         (&*format!("/sse?channel=user.8&token={token}"), vec![], 403),
         (
@@ -216,4 +217,34 @@ async fn raw_head(gw: &redcast::Gateway, path: &str, extra: &str) -> String {
         .next()
         .unwrap_or("")
         .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_lived_streams_end_cleanly() {
+    // Any panic in a server task of this test binary is recorded.
+    static PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info.to_string().contains("resumed after completion") {
+            PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        previous(info);
+    }));
+    let redis = Redis::start();
+    let gw = gateway(&redis, &[]).await;
+    for _ in 0..5 {
+        let mut s = SseClient::open(gw.ws_addr, "/sse?channel=brief", &[]).await;
+        assert_eq!(s.next_json().await["type"], "subscribed");
+        drop(s);
+        wait_until("stream gone", || async {
+            metric(&gw, "redcast_connections_open").await == 0.0
+        })
+        .await;
+    }
+    // The connection task notices the end right after the stream task.
+    wait_until("handshake slots free", || async {
+        metric(&gw, "redcast_handshakes_pending").await == 0.0
+    })
+    .await;
+    assert_eq!(PANICS.load(std::sync::atomic::Ordering::SeqCst), 0);
 }

@@ -441,14 +441,50 @@ test("forbidden subscribe: error event with channels; channel is not retried", a
   assert.deepEqual(WS.last.frames()[0].channels, ["ok"]);
 });
 
-test("transient subscribe error (not_ready) is retried on the same connection", async (t) => {
+test("invalid and forbidden errors for one subscribe, then its ack: both dropped, not retried", async (t) => {
+  // What the server sends for a partially accepted subscribe (docs/protocol.md).
+  const { rc, WS, errors, tick } = setup(t);
+  const ws = openAndAck(WS);
+  rc.subscribe("ok", () => {});
+  rc.subscribe("bad name", () => {});
+  rc.subscribe("secret.x", () => {});
+  await flush();
+  const f = ws.frames().filter((x) => x.type === "subscribe").at(-1);
+  assert.deepEqual(f.channels, ["ok", "bad name", "secret.x"]);
+  ws.receive({ type: "error", id: f.id, channels: ["bad name"], code: "invalid_channel", message: "invalid" });
+  ws.receive({ type: "error", id: f.id, channels: ["secret.x"], code: "forbidden", message: "not allowed to subscribe" });
+  ws.receive({ type: "subscribed", id: f.id, channels: ["ok"] });
+  assert.deepEqual(errors.map((e) => [e.code, e.id, e.channels]), [
+    ["invalid_channel", f.id, ["bad name"]],
+    ["forbidden", f.id, ["secret.x"]],
+  ]);
+  assert.deepEqual(rc.channels, ["ok"]);
+  ws.serverClose(1001);
+  tick(250);
+  WS.last.open();
+  assert.deepEqual(WS.last.frames()[0].channels, ["ok"]);
+});
+
+test("a subscribe whose channels are all refused leaves nothing pending", async (t) => {
+  const { rc, WS, errors } = setup(t);
+  const ws = openAndAck(WS);
+  rc.subscribe("secret.x", () => {});
+  await flush();
+  const f = ws.frames().at(-1);
+  ws.receive({ type: "error", id: f.id, channels: ["secret.x"], code: "forbidden", message: "no" });
+  assert.equal(rc._pending.size, 0);
+  assert.deepEqual(rc.channels, []);
+  assert.equal(errors.length, 1);
+});
+
+test("transient subscribe error (rate_limited) is retried on the same connection", async (t) => {
   const { rc, WS, errors, tick } = setup(t);
   const ws = openAndAck(WS);
   rc.subscribe("a", () => {});
   await flush();
   const f = ws.frames().at(-1);
-  ws.receive({ type: "error", id: f.id, code: "not_ready", message: "redis down" });
-  assert.equal(errors[0].code, "not_ready");
+  ws.receive({ type: "error", id: f.id, code: "rate_limited", message: "slow down" });
+  assert.equal(errors[0].code, "rate_limited");
   assert.deepEqual(errors[0].channels, ["a"]);
   tick(250);
   const retry = ws.frames().at(-1);
@@ -457,12 +493,43 @@ test("transient subscribe error (not_ready) is retried on the same connection", 
   assert.notEqual(retry.id, f.id);
 });
 
-test("refreshToken sends a refresh frame and is used on the next connect", async (t) => {
-  const { rc, WS, tick } = setup(t, { token: "t1" });
+test("refreshToken sends a refresh frame, resolves on refreshed, and is used on the next connect", async (t) => {
+  const { rc, WS, tick, errors } = setup(t, { token: "t1" });
   const ws = openAndAck(WS);
-  await rc.refreshToken("t2");
-  assert.deepEqual(ws.frames().at(-1), { type: "refresh", token: "t2" });
+  let done = false;
+  const p = rc.refreshToken("t2").then(() => { done = true; });
+  await flush();
+  const f = ws.frames().at(-1);
+  assert.equal(f.type, "refresh");
+  assert.equal(f.token, "t2");
+  assert.equal(typeof f.id, "string");
+  assert.equal(done, false, "waits for the server's answer");
+  ws.receive({ type: "refreshed", id: f.id });
+  await p;
+  assert.deepEqual(errors, []);
   ws.serverClose(1001);
+  tick(250);
+  assert.deepEqual(WS.last.protocols, ["redcast.v1", "bearer.t2"]);
+});
+
+test("refreshToken rejects with invalid_token and keeps the previous token", async (t) => {
+  const { rc, WS, tick, errors } = setup(t, { token: "t1" });
+  const ws = openAndAck(WS);
+  const p = rc.refreshToken("t2");
+  await flush();
+  const f = ws.frames().at(-1);
+  ws.receive({ type: "error", id: f.id, code: "invalid_token", message: "the new token is for another subject" });
+  await assert.rejects(p, (e) => e.code === "invalid_token");
+  assert.deepEqual(errors, [], "reported through the promise only");
+  ws.serverClose(1001);
+  tick(250);
+  assert.deepEqual(WS.last.protocols, ["redcast.v1", "bearer.t1"]);
+});
+
+test("refreshToken while offline resolves at once; the token is used on connect", async (t) => {
+  const { rc, WS, tick } = setup(t, { token: "t1" });
+  WS.last.fail();
+  await rc.refreshToken("t2");
   tick(250);
   assert.deepEqual(WS.last.protocols, ["redcast.v1", "bearer.t2"]);
 });

@@ -167,7 +167,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     self.ping_due = true;
                 }
             }
-            if let Err(ending) = self.pump().await {
+            // Boxed: the write path is large and rarely active, so idle
+            // sessions (most of them) keep a small task.
+            if let Err(ending) = Box::pin(self.pump()).await {
                 return ending;
             }
         }
