@@ -67,12 +67,12 @@ impl Metrics {
         let r = registry.sub_registry_with_prefix("redcast");
         r.register(
             "connections_open",
-            "Open WebSocket connections",
+            "Open client connections (WebSocket and SSE)",
             self.connections_open.clone(),
         );
         r.register(
             "connections_accepted",
-            "WebSocket upgrades accepted",
+            "Client connections accepted (WebSocket upgrades and SSE streams)",
             self.connections_accepted.clone(),
         );
         r.register(

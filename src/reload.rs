@@ -1,6 +1,6 @@
 //! The reloadable part of the configuration. [`Live`] pairs the settings
-//! with the security policy built from them; a reload (SIGHUP, `redcast
-//! reload`) validates a new configuration completely, then swaps it in
+//! with the security policy built from them; a reload (SIGHUP, e.g.
+//! `systemctl reload redcast`) validates a new configuration completely, then swaps it in
 //! atomically, so every new check (handshakes, subscribes, publishes)
 //! sees either the old or the new whole. Open connections stay open.
 //!

@@ -51,6 +51,8 @@ pub struct Server {
 struct Streaming {
     on: AtomicBool,
     ended: CancellationToken,
+    /// A request was answered: a later idle timeout is not a failed handshake.
+    served: AtomicBool,
 }
 
 /// A taken place under a limit; gives it back (counter and gauge) on drop.
@@ -214,7 +216,7 @@ impl Server {
                     let _ = tokio::time::timeout(grace, &mut conn).await;
                 }
             }
-        } else if timed_out {
+        } else if timed_out && !streaming.served.load(Ordering::Acquire) {
             metrics.rejected("handshake_timeout");
         }
     }
@@ -241,6 +243,7 @@ impl Server {
         peer: SocketAddr,
         streaming: &Streaming,
     ) -> Response<Body> {
+        streaming.served.store(true, Ordering::Release);
         let path = req.uri().path();
         let result = match path {
             "/ws" => self.upgrade(req, peer),

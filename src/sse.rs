@@ -211,9 +211,19 @@ fn encode_event(out: &mut BytesMut, frame: &Frame, metrics: &crate::metrics::Met
         metrics.sse_binary_dropped.inc();
         return;
     };
-    for line in text.as_str().split('\n') {
+    // SSE ends a line at \r\n, \r or \n: all three must start a new
+    // data: line, or a bare \r would cut the event short.
+    let text = text.as_str();
+    let normalized;
+    let text = if text.contains('\r') {
+        normalized = text.replace("\r\n", "\n");
+        normalized.as_str()
+    } else {
+        text
+    };
+    for line in text.split(['\n', '\r']) {
         out.put_slice(b"data: ");
-        out.put_slice(line.strip_suffix('\r').unwrap_or(line).as_bytes());
+        out.put_slice(line.as_bytes());
         out.put_u8(b'\n');
     }
     out.put_u8(b'\n');
@@ -230,5 +240,8 @@ mod tests {
         let mut out = BytesMut::new();
         encode_event(&mut out, &Frame::Text("{\n \"a\": 1\r\n}".into()), &metrics);
         assert_eq!(&out[..], b"data: {\ndata:  \"a\": 1\ndata: }\n\n");
+        out.clear();
+        encode_event(&mut out, &Frame::Text("a\rb".into()), &metrics);
+        assert_eq!(&out[..], b"data: a\ndata: b\n\n");
     }
 }

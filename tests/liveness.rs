@@ -88,3 +88,32 @@ async fn probe_channels_are_private() {
         400
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_stays_down_while_probes_cannot_come_back() {
+    // The subscription works, but this user may not PUBLISH: delivery
+    // cannot be verified, so the instance must not claim to be ready.
+    let redis = Redis::start_with(
+        free_port(),
+        &["--user", "gw", "on", ">pw", "~*", "&*", "+@all", "-publish"],
+    );
+    let env = [
+        ("REDCAST_REDIS__USERNAME", "gw"),
+        ("REDCAST_REDIS__PASSWORD", "pw"),
+        ("REDCAST_REDIS__PROBE_INTERVAL", "100ms"),
+        ("REDCAST_REDIS__PROBE_TIMEOUT", "300ms"),
+        ("REDCAST_REDIS__RECONNECT_MIN", "20ms"),
+        ("REDCAST_REDIS__RECONNECT_MAX", "100ms"),
+    ];
+    let gw = gateway(&redis, &env).await;
+    wait_until("subscribed in redis", || async {
+        metric(&gw, "redcast_redis_connected").await == 1.0
+    })
+    .await;
+    for _ in 0..20 {
+        let (status, body) = get(gw.admin_addr, "/readyz").await;
+        assert_eq!(status, 503, "never ready: {body}");
+        assert!(body.contains("probe") || body.contains("redis"), "{body}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

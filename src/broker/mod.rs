@@ -120,7 +120,6 @@ impl Broker {
     async fn session(&mut self, attempt: &mut u32) -> Result<(), BrokerError> {
         let (mut sink, mut stream) = self.connect().await?;
         self.bounded(sink.subscribe(&self.probe.channel)).await?;
-        self.probe.reset();
         // Take the dirty set first: a channel created after this point is
         // either in the snapshot below or marked dirty again.
         self.hub.take_dirty();
@@ -131,6 +130,8 @@ impl Broker {
         }
         *attempt = 0;
         self.set_connected(true);
+        // After set_connected: the probe sender only sends while connected.
+        self.probe.reset();
         tracing::info!(channels = self.subscribed.len(), "redis pub/sub connected");
         let mut ping = tokio::time::interval_at(
             Instant::now() + self.settings.ping_interval,
@@ -142,8 +143,9 @@ impl Broker {
             tokio::select! {
                 msg = stream.next() => self.deliver(msg.ok_or(BrokerError::Closed)?),
                 _ = probe_check.tick() => {
-                    if let Err(why) = self.probe.check() {
+                    if self.probe.overdue() {
                         self.metrics.probe_failures.inc();
+                        let why = self.probe.check().err().unwrap_or_default();
                         return Err(BrokerError::ProbeLost(why));
                     }
                 }

@@ -14,6 +14,7 @@ use super::publisher::{Job, Publisher};
 use crate::metrics::Metrics;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +25,8 @@ pub const RESERVED_PREFIX: &str = "__redcast.";
 struct Round {
     /// Number of the last probe sent.
     sent: u64,
+    /// A probe came back on the current connection.
+    confirmed: bool,
     /// The oldest probe not yet seen back, and when it was sent.
     oldest_unanswered: Option<(u64, Instant)>,
 }
@@ -35,6 +38,8 @@ pub struct Probe {
     instance: String,
     timeout: Duration,
     round: Mutex<Round>,
+    /// Asks the sender for a probe now (after a reconnect).
+    kick: Notify,
     metrics: Arc<Metrics>,
 }
 
@@ -48,6 +53,7 @@ impl Probe {
             instance,
             timeout,
             round: Mutex::default(),
+            kick: Notify::new(),
             metrics,
         })
     }
@@ -56,9 +62,14 @@ impl Probe {
         self.round.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Forgets unanswered probes (a fresh connection starts a fresh count).
+    /// A fresh connection starts unconfirmed: readiness waits until a probe
+    /// has come back through it, and one is sent at once.
     pub fn reset(&self) {
-        self.round().oldest_unanswered = None;
+        let mut round = self.round();
+        round.oldest_unanswered = None;
+        round.confirmed = false;
+        drop(round);
+        self.kick.notify_one();
     }
 
     /// Records a probe coming back through the subscription.
@@ -71,6 +82,7 @@ impl Probe {
             return;
         };
         let mut round = self.round();
+        round.confirmed = true;
         // Redis keeps order on a connection: this one answers all before it.
         if round
             .oldest_unanswered
@@ -81,9 +93,11 @@ impl Probe {
         self.metrics.probe_ok.set(1);
     }
 
-    /// `Ok` unless a probe has been unanswered for longer than the timeout.
+    /// `Ok` once a probe came back on this connection and none has been
+    /// unanswered for longer than the timeout.
     pub fn check(&self) -> Result<(), String> {
-        match self.round().oldest_unanswered {
+        let round = self.round();
+        match round.oldest_unanswered {
             Some((_, sent)) if sent.elapsed() > self.timeout => {
                 self.metrics.probe_ok.set(0);
                 Err(format!(
@@ -91,8 +105,18 @@ impl Probe {
                     self.timeout
                 ))
             }
+            _ if !round.confirmed => {
+                Err("waiting for the first delivery probe to come back".into())
+            }
             _ => Ok(()),
         }
+    }
+
+    /// Whether an unanswered probe is overdue (the connection is suspect).
+    pub fn overdue(&self) -> bool {
+        self.round()
+            .oldest_unanswered
+            .is_some_and(|(_, sent)| sent.elapsed() > self.timeout)
     }
 
     fn next(&self) -> String {
@@ -117,6 +141,7 @@ impl Probe {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tick.tick() => {}
+                _ = self.kick.notified() => {}
             }
             if connected() {
                 self.metrics.probes_sent.inc();
@@ -125,6 +150,7 @@ impl Probe {
                     payload: self.next().into_bytes(),
                     id: None,
                     reply: None,
+                    retried: false,
                 };
                 publisher.submit(job);
             }
@@ -140,13 +166,16 @@ mod tests {
     async fn unanswered_probe_fails_after_timeout_and_answer_heals() {
         let p = Probe::new("", Duration::from_secs(3), Arc::default());
         let first = p.next();
+        assert!(p.check().is_err(), "not ready before a probe came back");
+        p.received(first.as_bytes());
         assert!(p.check().is_ok());
+        let first = p.next();
         tokio::time::advance(Duration::from_secs(4)).await;
         assert!(p.check().is_err());
         p.next();
         p.received(first.as_bytes());
         assert!(p.check().is_ok(), "the second probe was just sent");
-        p.received(format!("{}:2", p.instance).as_bytes());
+        p.received(format!("{}:3", p.instance).as_bytes());
         tokio::time::advance(Duration::from_secs(10)).await;
         assert!(p.check().is_ok());
         p.received(b"someone-else:9");

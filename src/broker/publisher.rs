@@ -30,6 +30,8 @@ pub struct Job {
     pub id: Option<String>,
     /// Where the answer goes; `None` for redcast's own probes.
     pub reply: Option<Arc<Outbox>>,
+    /// A probe already tried once more after a lost connection.
+    pub retried: bool,
 }
 
 /// The sessions' handle on the publisher task.
@@ -65,40 +67,73 @@ fn fail(job: &Job, message: &str) {
     }
 }
 
+/// How a PUBLISH went, for the connection's sake.
+enum Outcome {
+    /// Answered (success or a command error): the connection is fine.
+    Answered,
+    /// The connection failed; a probe job comes back to be tried once more
+    /// on a fresh connection (a lost probe would fail readiness for
+    /// nothing more than a stale connection after a Redis restart).
+    Lost(Option<Job>),
+}
+
+/// The command connection and the PUBLISHes pipelined on it.
+struct Pipeline {
+    client: redis::Client,
+    conn: Option<MultiplexedConnection>,
+    timeout: Duration,
+}
+
+impl Pipeline {
+    /// A connection, made now if there is none.
+    async fn connection(&mut self) -> Option<MultiplexedConnection> {
+        if self.conn.is_none() {
+            let connect = self.client.get_multiplexed_async_connection();
+            self.conn = tokio::time::timeout(self.timeout, connect)
+                .await
+                .ok()
+                .and_then(Result::ok);
+        }
+        self.conn.clone()
+    }
+}
+
 async fn run(settings: RedisSettings, mut rx: mpsc::Receiver<Job>, stop: CancellationToken) {
-    let timeout = settings.timeout;
     let client = match super::client(&settings) {
         Ok(c) => c,
         Err(e) => return tracing::error!(error = %e, "publisher cannot use the redis url"),
     };
-    let mut conn: Option<MultiplexedConnection> = None;
+    let mut pipeline = Pipeline {
+        client,
+        conn: None,
+        timeout: settings.timeout,
+    };
     let mut in_flight = FuturesUnordered::new();
     loop {
-        tokio::select! {
+        let job = tokio::select! {
             _ = stop.cancelled() => return,
-            Some(healthy) = in_flight.next(), if !in_flight.is_empty() => {
-                let healthy: bool = healthy;
-                if !healthy {
-                    conn = None;
+            Some(outcome) = in_flight.next(), if !in_flight.is_empty() => match outcome {
+                Outcome::Answered => continue,
+                Outcome::Lost(retry) => {
+                    pipeline.conn = None;
+                    let Some(job) = retry else { continue };
+                    job
                 }
-            }
-            job = rx.recv(), if in_flight.len() < MAX_IN_FLIGHT => {
-                let Some(job) = job else { return };
-                if conn.is_none() {
-                    conn = tokio::time::timeout(timeout, client.get_multiplexed_async_connection()).await.ok().and_then(Result::ok);
-                }
-                let Some(c) = conn.clone() else {
-                    fail(&job, "redis is unavailable; retry later");
-                    continue;
-                };
-                in_flight.push(publish(c, job, timeout));
-            }
+            },
+            job = rx.recv(), if in_flight.len() < MAX_IN_FLIGHT => match job {
+                Some(job) => job,
+                None => return,
+            },
+        };
+        match pipeline.connection().await {
+            Some(conn) => in_flight.push(publish(conn, job, pipeline.timeout)),
+            None => fail(&job, "redis is unavailable; retry later"),
         }
     }
 }
 
-/// Runs one PUBLISH and answers it; returns whether the connection is fine.
-async fn publish(mut conn: MultiplexedConnection, job: Job, timeout: Duration) -> bool {
+/// Runs one PUBLISH and answers it.
+async fn publish(mut conn: MultiplexedConnection, mut job: Job, timeout: Duration) -> Outcome {
     let cmd = redis::cmd("PUBLISH")
         .arg(&job.channel)
         .arg(&job.payload)
@@ -109,16 +144,26 @@ async fn publish(mut conn: MultiplexedConnection, job: Job, timeout: Duration) -
             if let Some(reply) = &job.reply {
                 reply.push(protocol::encode_published(job.id.as_deref()));
             }
-            true
+            Outcome::Answered
         }
-        Ok(Err(e)) => {
+        // Command-level errors (NOPERM, ...) leave the connection usable.
+        Ok(Err(e))
+            if !(e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error()) =>
+        {
             fail(&job, "redis refused the publish");
-            // Command-level errors leave the connection usable.
-            !(e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error())
+            Outcome::Answered
+        }
+        Ok(Err(_)) if job.reply.is_none() && !job.retried => {
+            job.retried = true;
+            Outcome::Lost(Some(job))
+        }
+        Ok(Err(_)) => {
+            fail(&job, "redis connection lost; retry later");
+            Outcome::Lost(None)
         }
         Err(_) => {
             fail(&job, "redis did not answer in time");
-            false
+            Outcome::Lost(None)
         }
     }
 }

@@ -176,6 +176,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             payload,
             id,
             reply: Some(self.outbox.clone()),
+            retried: false,
         };
         self.ctx.publisher.submit(job);
         Ok(())
