@@ -19,7 +19,7 @@ use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -39,10 +39,23 @@ pub struct Gateway {
     background: TaskTracker,
 }
 
-async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {key} = {addr}"))
+/// Pending connections the kernel may hold for accept (capped by
+/// net.core.somaxconn). A connection storm must not overflow it, or
+/// clients wait for their SYN retry (a second or more).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
+    let bind = || -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    bind().with_context(|| format!("cannot listen on {key} = {addr}"))
 }
 
 impl Gateway {
@@ -55,8 +68,8 @@ impl Gateway {
             .as_ref()
             .map(|c| c.server_config().map(tokio_rustls::TlsAcceptor::from))
             .transpose()?;
-        let ws_listener = bind(settings.server.listen, "server.listen").await?;
-        let admin_listener = bind(settings.admin.listen, "admin.listen").await?;
+        let ws_listener = bind(settings.server.listen, "server.listen")?;
+        let admin_listener = bind(settings.admin.listen, "admin.listen")?;
         let redis = settings.redis.clone();
         let drain_timeout = settings.server.drain_timeout;
         let live = Arc::new(ArcSwap::from_pointee(Live::new(settings)?));

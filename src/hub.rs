@@ -13,8 +13,8 @@
 //! their product; an entry is removed as soon as its last subscriber goes.
 
 use crate::metrics::Metrics;
-use crate::outbox::{Outbox, Push};
-use crate::protocol::{self, Frame};
+use crate::outbox::{Outbox, Outgoing, Push};
+use crate::protocol;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -183,30 +183,45 @@ impl Hub {
         entry.waiters.iter().for_each(|w| w.complete_one());
     }
 
-    /// Fans one Redis message out to the channel's local subscribers.
-    /// Returns how many frames were queued.
+    /// Fans one Redis message out to the channel's local subscribers: each
+    /// format is encoded once and shared; direct-mode subscribers are
+    /// written to right here. Returns how many deliveries were made.
     pub fn publish(&self, channel: &str, payload: &[u8], received: Instant) -> usize {
         let map = self.read();
         let Some(entry) = map.get(channel) else {
             return 0;
         };
-        let (mut envelope, mut raw): (Option<Frame>, Option<Frame>) = (None, None);
-        let (mut queued, mut slow) = (0u64, 0u64);
+        let (mut envelope, mut raw): (Option<Outgoing>, Option<Outgoing>) = (None, None);
+        let (mut queued, mut slow, mut bytes) = (0u64, 0u64, 0u64);
         for sub in entry.subscribers.values() {
-            let frame = match sub.format {
-                Format::Envelope => {
-                    envelope.get_or_insert_with(|| protocol::encode_message(channel, payload))
+            let msg = match sub.format {
+                Format::Envelope => envelope.get_or_insert_with(|| {
+                    Outgoing::new(protocol::encode_message(channel, payload))
+                }),
+                Format::Raw => {
+                    raw.get_or_insert_with(|| Outgoing::new(protocol::encode_raw(payload)))
                 }
-                Format::Raw => raw.get_or_insert_with(|| protocol::encode_raw(payload)),
             };
-            match sub.outbox.push_message(frame.clone(), received) {
-                Push::Queued => queued += 1,
+            match sub.outbox.push_message(msg, received) {
+                Push::Queued => {
+                    queued += 1;
+                    bytes += msg.frame.len() as u64;
+                }
                 Push::Overflow => slow += 1,
                 Push::Closed => {}
             }
         }
         self.metrics.frames_delivered.inc_by(queued);
+        self.metrics.bytes_out.inc_by(bytes);
         self.metrics.slow_consumers.inc_by(slow);
+        if queued > 0 {
+            // One observation per message: until the last subscriber's frame
+            // was written (direct) or queued for its writer.
+            self.metrics
+                .delivery_latency
+                .0
+                .observe(received.elapsed().as_secs_f64());
+        }
         queued as usize
     }
 

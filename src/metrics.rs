@@ -127,7 +127,7 @@ impl Metrics {
         );
         r.register(
             "bytes_out",
-            "Payload bytes written to clients",
+            "Payload bytes of messages delivered to clients",
             self.bytes_out.clone(),
         );
         r.register(

@@ -400,6 +400,31 @@ pub fn encode_raw(payload: &[u8]) -> Frame {
     }
 }
 
+/// A frame as it goes on the wire from a server: FIN, opcode, length,
+/// no mask (RFC 6455 section 5.2). Server frames are the same for every
+/// client, so one encoding is shared by all direct-mode subscribers.
+pub fn encode_wire(frame: &Frame) -> Bytes {
+    let (opcode, payload): (u8, &[u8]) = match frame {
+        Frame::Text(t) => (0x1, t.as_bytes()),
+        Frame::Binary(b) => (0x2, b),
+    };
+    let mut out = Vec::with_capacity(payload.len() + 10);
+    out.push(0x80 | opcode);
+    match payload.len() {
+        n if n < 126 => out.push(n as u8),
+        n if n <= u16::MAX as usize => {
+            out.push(126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
+    Bytes::from(out)
+}
+
 fn is_json(payload: &[u8]) -> bool {
     serde_json::from_slice::<serde::de::IgnoredAny>(payload).is_ok()
 }
@@ -438,6 +463,17 @@ mod tests {
             text(&encode_message("a", &[0xff, b'a'])),
             "{\"type\":\"message\",\"channel\":\"a\",\"data\":\"\u{fffd}a\"}"
         );
+    }
+
+    #[test]
+    fn wire_encoding_has_the_three_length_forms() {
+        let small = encode_wire(&Frame::Text("hi".into()));
+        assert_eq!(&small[..], b"\x81\x02hi");
+        let mid = encode_wire(&Frame::Binary(Bytes::from(vec![7u8; 300])));
+        assert_eq!(&mid[..4], &[0x82, 126, 1, 44]);
+        let big = encode_wire(&Frame::Binary(Bytes::from(vec![0u8; 70_000])));
+        assert_eq!(&big[..2], &[0x82, 127]);
+        assert_eq!(u64::from_be_bytes(big[2..10].try_into().unwrap()), 70_000);
     }
 
     #[test]

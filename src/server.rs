@@ -10,10 +10,12 @@
 
 use crate::assets;
 use crate::handshake::{self, Body, Refusal};
+use crate::outbox::{Outbox, WireIo};
 use crate::reload::Live;
 use crate::session::{self, SessionContext, SessionParams};
 use crate::sse::{self, StreamParams};
 use hyper::body::Incoming;
+use hyper::upgrade::Upgraded;
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::gauge::Gauge;
@@ -310,28 +312,65 @@ impl Server {
         let live = self.session.live.load_full();
         let upgrade = handshake::check(&req, &live, peer)?;
         let permits = self.take_permits(&live, upgrade.admission.client_ip)?;
-        let params = SessionParams {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            format: upgrade.admission.format,
-            channels: upgrade.admission.channels.clone(),
-            identity: upgrade.admission.identity.clone(),
-        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let admission = (
+            upgrade.admission.format,
+            upgrade.admission.channels.clone(),
+            upgrade.admission.identity.clone(),
+        );
         let on_upgrade = hyper::upgrade::on(&mut req);
         let server = self.clone();
         let timeout = live.settings.server.handshake_timeout;
-        let ws_config = websocket_config(&live);
         self.tracker.spawn(async move {
             let _permits = permits;
             let Ok(Ok(upgraded)) = tokio::time::timeout(timeout, on_upgrade).await else {
                 return;
             };
             server.session.metrics.connections_accepted.inc();
-            tracing::info!(%peer, id = params.id, transport = "websocket", "connection open");
-            let io = TokioIo::new(upgraded);
-            let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
-            session::run(ws, server.session.clone(), params).await;
+            tracing::info!(%peer, id, transport = "websocket", "connection open");
+            let (format, channels, identity) = admission;
+            let params = |outbox| SessionParams {
+                id,
+                format,
+                channels,
+                identity,
+                outbox,
+            };
+            server.run_session(upgraded, &live, params).await;
         });
         Ok(handshake::switching_protocols(&upgrade))
+    }
+
+    /// Runs the session on the upgraded connection: on plain TCP in direct
+    /// mode (the hub writes to the socket itself), otherwise queued.
+    async fn run_session(
+        &self,
+        upgraded: Upgraded,
+        live: &Live,
+        params: impl FnOnce(Arc<Outbox>) -> SessionParams,
+    ) {
+        let ctx = self.session.clone();
+        let config = Some(websocket_config(live));
+        let queue = live.settings.client.queue_max_bytes;
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                let (read, write) = parts.io.into_inner().into_split();
+                let outbox = Arc::new(Outbox::direct(queue, write));
+                let io = WireIo::new(read, outbox.clone());
+                // Bytes the client sent right after its handshake.
+                let early = parts.read_buf.to_vec();
+                let ws =
+                    WebSocketStream::from_partially_read(io, early, Role::Server, config).await;
+                session::run(ws, ctx, params(outbox)).await;
+            }
+            Err(upgraded) => {
+                let outbox = Arc::new(Outbox::new(queue));
+                let ws =
+                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, config)
+                        .await;
+                session::run(ws, ctx, params(outbox)).await;
+            }
+        }
     }
 
     fn take_permits(&self, live: &Live, ip: IpAddr) -> Result<(Permit, IpPermit), Refusal> {

@@ -227,7 +227,6 @@ fn encode_event(out: &mut BytesMut, frame: &Frame, metrics: &crate::metrics::Met
         out.put_u8(b'\n');
     }
     out.put_u8(b'\n');
-    metrics.bytes_out.inc_by(frame.len() as u64);
 }
 
 #[cfg(test)]

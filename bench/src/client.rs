@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{watch, Semaphore};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
@@ -186,12 +187,20 @@ impl Connector {
         stream.set_nodelay(true)?;
         let (ws, _response) = tokio::time::timeout(
             Duration::from_secs(10),
-            tokio_tungstenite::client_async(url, stream),
+            tokio_tungstenite::client_async_with_config(url, stream, Some(ws_config())),
         )
         .await
         .map_err(|_| anyhow::anyhow!("WebSocket handshake timed out"))??;
         Ok(ws)
     }
+}
+
+/// Small buffers: tungstenite's default 128 KiB read buffer, zeroed per
+/// connection, costs 2.4 GiB and most of the connect CPU at 19,000 clients.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(8192)
+        .write_buffer_size(0)
 }
 
 /// IP_BIND_ADDRESS_NO_PORT: the port is chosen at connect() by the full

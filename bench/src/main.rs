@@ -26,6 +26,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::runtime::Handle;
 use tokio::sync::{watch, Semaphore};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
@@ -106,7 +107,7 @@ struct Cli {
     connect_retries: u32,
     /// Connections per client source address (127.0.0.1, then .2, .3 ...
     /// by bind-before-connect), to stay clear of ephemeral port exhaustion.
-    #[arg(long, default_value_t = 16_000)]
+    #[arg(long, default_value_t = 5_000)]
     conns_per_source: usize,
     /// Last octet of the first client source address (127.0.0.N). Give
     /// each run its own range so that TIME_WAIT sockets left by an
@@ -232,9 +233,23 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    // The publisher gets its own thread (see publish.rs).
+    let pub_rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("publisher")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("redcast-bench: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let limit = Duration::from_secs_f64(cli.max_run.max(1.0));
+    let handle = pub_rt.handle().clone();
     let result = rt.block_on(async {
-        match tokio::time::timeout(limit, run(&cli, nofile)).await {
+        match tokio::time::timeout(limit, run(&cli, nofile, handle)).await {
             Ok(r) => r,
             Err(_) => Err(anyhow::anyhow!(
                 "the run exceeded --max-run {}s",
@@ -244,6 +259,7 @@ fn main() -> std::process::ExitCode {
     });
     // Client tasks may still hold sockets; don't wait for them.
     rt.shutdown_timeout(Duration::from_secs(2));
+    pub_rt.shutdown_timeout(Duration::from_secs(2));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -253,7 +269,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(cli: &Cli, nofile: (u64, u64)) -> anyhow::Result<()> {
+async fn run(cli: &Cli, nofile: (u64, u64), pub_rt: Handle) -> anyhow::Result<()> {
     let dest = loopback_addr(&cli.url)?;
     let scenario = cli.scenario;
     let channels = match scenario {
@@ -281,6 +297,7 @@ async fn run(cli: &Cli, nofile: (u64, u64)) -> anyhow::Result<()> {
         Target::Redcast => {
             loopback_addr(&cli.redis_url)?;
             Publisher::redis(
+                pub_rt.clone(),
                 &cli.redis_url,
                 names.clone(),
                 pad,
@@ -291,6 +308,7 @@ async fn run(cli: &Cli, nofile: (u64, u64)) -> anyhow::Result<()> {
         Target::Nchan => {
             let addr = loopback_addr(&cli.publish_url)?;
             Publisher::nchan(
+                pub_rt.clone(),
                 &cli.publish_url,
                 addr,
                 names.clone(),
@@ -423,26 +441,10 @@ async fn run(cli: &Cli, nofile: (u64, u64)) -> anyhow::Result<()> {
         } else {
             cli.max_messages
         };
-        let mut submitted = 0u64;
-        for k in 0..total {
-            if cli.rate > 0.0 {
-                let due = pub_start + Duration::from_secs_f64(k as f64 / cli.rate);
-                tokio::time::sleep_until(due.into()).await;
-                // Lagging far behind the schedule: stop rather than overrun.
-                if pub_start.elapsed() > duration + Duration::from_secs(2) {
-                    notes.push(format!(
-                        "publisher fell behind schedule; stopped after {k} messages"
-                    ));
-                    break;
-                }
-            } else if pub_start.elapsed() >= duration {
-                break;
-            }
-            let c = (k % channels as u64) as u32;
-            let seq = k / channels as u64 + 1;
-            publisher.submit(c, seq, false).await;
-            submitted += 1;
-        }
+        let (submitted, lag) = publisher
+            .run_schedule(total, channels as u64, cli.rate, duration)
+            .await?;
+        notes.extend(lag);
         let publish_secs = pub_start.elapsed().as_secs_f64();
         if !publisher.quiesce(Duration::from_secs(15)).await {
             notes.push("some publishes were still outstanding after 15s".into());
@@ -627,11 +629,12 @@ async fn wait_for_ready(
     wave
 }
 
-fn cpu_snapshot(server: &[u32], aux: &[u32]) -> anyhow::Result<[Option<f64>; 3]> {
+fn cpu_snapshot(server: &[u32], aux: &[u32]) -> anyhow::Result<[Option<f64>; 4]> {
     Ok([
         procfs::total_cpu(server)?,
         Some(procfs::self_cpu()),
         procfs::total_cpu(aux)?,
+        Some(procfs::machine_busy()),
     ])
 }
 

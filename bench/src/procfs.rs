@@ -71,6 +71,25 @@ pub fn total_rss(pids: &[u32]) -> anyhow::Result<Option<u64>> {
     Ok(Some(sum))
 }
 
+/// CPU seconds spent busy by the whole machine (all cores, all
+/// processes), from the first line of /proc/stat.
+pub fn machine_busy() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return 0.0;
+    };
+    let Some(line) = stat.lines().next() else {
+        return 0.0;
+    };
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest is in user).
+    let busy: f64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| v.get(i)).sum();
+    busy / clock_ticks()
+}
+
 /// This process's own CPU seconds.
 pub fn self_cpu() -> f64 {
     cpu_seconds(std::process::id()).unwrap_or(0.0)

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 
 /// Where publishes go.
@@ -44,28 +45,45 @@ pub struct Publisher {
     pad: Arc<str>,
     permits: Arc<Semaphore>,
     max_inflight: u32,
+    /// The publisher's own runtime (its own thread), so that stamping and
+    /// sending a message does not wait behind thousands of client tasks.
+    handle: Handle,
     pub stats: PubStats,
 }
 
 impl Publisher {
     pub async fn redis(
+        handle: Handle,
         url: &str,
         names: Arc<Vec<String>>,
         pad: String,
         max_inflight: u32,
     ) -> anyhow::Result<Arc<Self>> {
         let client = redis::Client::open(url)?;
-        let conn = tokio::time::timeout(
-            Duration::from_secs(5),
-            client.get_multiplexed_async_connection(),
-        )
-        .await
-        .context("Redis connect timed out")??;
-        Ok(Self::build(Sink::Redis(conn), names, pad, max_inflight))
+        // Connect inside the publisher runtime: the connection's driver
+        // task lives there.
+        let conn = handle
+            .spawn(async move {
+                tokio::time::timeout(
+                    Duration::from_secs(5),
+                    client.get_multiplexed_async_connection(),
+                )
+                .await
+            })
+            .await?
+            .context("Redis connect timed out")??;
+        Ok(Self::build(
+            handle,
+            Sink::Redis(conn),
+            names,
+            pad,
+            max_inflight,
+        ))
     }
 
     /// `url` is `http://127.0.0.1:PORT/path/{channel}`.
     pub fn nchan(
+        handle: Handle,
         url: &str,
         addr: SocketAddr,
         names: Arc<Vec<String>>,
@@ -90,10 +108,16 @@ impl Publisher {
             path,
             pool: Mutex::new(Vec::new()),
         };
-        Ok(Self::build(sink, names, pad, connections))
+        Ok(Self::build(handle, sink, names, pad, connections))
     }
 
-    fn build(sink: Sink, names: Arc<Vec<String>>, pad: String, max_inflight: u32) -> Arc<Self> {
+    fn build(
+        handle: Handle,
+        sink: Sink,
+        names: Arc<Vec<String>>,
+        pad: String,
+        max_inflight: u32,
+    ) -> Arc<Self> {
         let max_inflight = max_inflight.max(1);
         let per_channel = names.iter().map(|_| AtomicU64::new(0)).collect();
         Arc::new(Self {
@@ -102,6 +126,7 @@ impl Publisher {
             pad: pad.into(),
             permits: Arc::new(Semaphore::new(max_inflight as usize)),
             max_inflight,
+            handle,
             stats: PubStats {
                 per_channel,
                 probes: AtomicU64::new(0),
@@ -117,9 +142,9 @@ impl Publisher {
             return;
         };
         let this = self.clone();
-        tokio::spawn(async move {
+        self.handle.spawn(async move {
             let result = this.publish(channel, seq, probe).await;
-            drop(permit);
+            // Count first, then free the slot: quiesce() relies on it.
             match result {
                 Ok(()) if probe => {
                     this.stats.probes.fetch_add(1, Ordering::Relaxed);
@@ -134,6 +159,7 @@ impl Publisher {
                     }
                 }
             }
+            drop(permit);
         });
     }
 
@@ -155,6 +181,42 @@ impl Publisher {
             self.submit(c as u32, 0, true).await;
         }
         self.quiesce(limit).await;
+    }
+
+    /// Publishes `total` messages round-robin over `channels`, at `rate`
+    /// per second (0: as fast as the in-flight bound allows) for at most
+    /// `duration`; runs on the publisher runtime. Returns how many were
+    /// submitted, and a note when the schedule could not be kept.
+    pub async fn run_schedule(
+        self: &Arc<Self>,
+        total: u64,
+        channels: u64,
+        rate: f64,
+        duration: Duration,
+    ) -> anyhow::Result<(u64, Option<String>)> {
+        let this = self.clone();
+        let task = self.handle.spawn(async move {
+            let start = tokio::time::Instant::now();
+            let mut submitted = 0u64;
+            for k in 0..total {
+                if rate > 0.0 {
+                    let due = start + Duration::from_secs_f64(k as f64 / rate);
+                    tokio::time::sleep_until(due).await;
+                    // Far behind the schedule: stop rather than overrun.
+                    if start.elapsed() > duration + Duration::from_secs(2) {
+                        let note = format!("publisher fell behind schedule; stopped after {k}");
+                        return (submitted, Some(note));
+                    }
+                } else if start.elapsed() >= duration {
+                    break;
+                }
+                let c = (k % channels) as u32;
+                this.submit(c, k / channels + 1, false).await;
+                submitted += 1;
+            }
+            (submitted, None)
+        });
+        Ok(task.await?)
     }
 
     pub fn published(&self) -> u64 {

@@ -90,18 +90,25 @@ pub struct Cpu {
     pub bench_util_pct: Option<f64>,
     /// The --aux-pid processes (redis-server).
     pub aux_seconds: Option<f64>,
+    /// Everything else on the machine (other processes, interrupts): a
+    /// run with much of it was disturbed.
+    pub other_seconds: Option<f64>,
+    pub other_util_pct: Option<f64>,
 }
 
 impl Cpu {
     pub fn between(
-        a: &[Option<f64>; 3],
-        b: &[Option<f64>; 3],
+        a: &[Option<f64>; 4],
+        b: &[Option<f64>; 4],
         deliveries: u64,
         window: f64,
     ) -> Self {
         let d = |i: usize| Some(b[i]? - a[i]?);
         let server = d(0);
         let bench = d(1);
+        let other = d(3).map(|all| {
+            (all - server.unwrap_or(0.0) - bench.unwrap_or(0.0) - d(2).unwrap_or(0.0)).max(0.0)
+        });
         Self {
             window_seconds: window,
             server_seconds: server,
@@ -112,6 +119,8 @@ impl Cpu {
             bench_seconds: bench,
             bench_util_pct: bench.map(|s| 100.0 * s / window.max(1e-9)),
             aux_seconds: d(2),
+            other_seconds: other,
+            other_util_pct: other.map(|s| 100.0 * s / window.max(1e-9)),
         }
     }
 }
@@ -285,6 +294,14 @@ impl Report {
             if c.aux_seconds.is_some() {
                 row("aux (redis) CPU s", opt(c.aux_seconds, 2));
             }
+            row(
+                "other CPU on the machine s (%)",
+                format!(
+                    "{} ({} %)",
+                    opt(c.other_seconds, 2),
+                    opt(c.other_util_pct, 1)
+                ),
+            );
         }
         if let Some(m) = &self.memory {
             row(

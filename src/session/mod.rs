@@ -47,6 +47,8 @@ pub struct SessionParams {
     /// Valid, allowed, de-duplicated channels from the URL.
     pub channels: Vec<String>,
     pub identity: Identity,
+    /// The session's outbox: direct (plain TCP) or queued.
+    pub outbox: Arc<Outbox>,
 }
 
 /// Why a session ends; becomes the close frame and a metric label.
@@ -98,6 +100,8 @@ struct Session<S> {
     batch: Vec<Frame>,
     ping_due: bool,
     last_seen: Instant,
+    /// When the token (plus leeway) runs out; moved by a refresh.
+    expires: Instant,
     bucket: Bucket,
 }
 
@@ -109,7 +113,7 @@ where
     let client = ctx.live.load().settings.client.clone();
     let mut session = Session {
         ws,
-        outbox: Arc::new(Outbox::new(client.queue_max_bytes)),
+        outbox: params.outbox,
         ctx,
         id: params.id,
         format: params.format,
@@ -118,12 +122,14 @@ where
         batch: Vec::new(),
         ping_due: false,
         last_seen: Instant::now(),
+        expires: Instant::now(),
         bucket: Bucket {
             tokens: client.rate_burst as f64,
             last: Instant::now(),
             refused: 0,
         },
     };
+    session.expires = session.expiry();
     if !params.channels.is_empty() {
         session.join(None, params.channels);
     }
@@ -142,19 +148,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // One timer for both ends a session can be given: the token's
+        // expiry and, once draining, its moment in the drain window.
         let mut close_at: Option<Instant> = None;
+        let mut deadline_at = self.expires;
+        let deadline = tokio::time::sleep_until(deadline_at);
+        tokio::pin!(deadline);
         loop {
-            let expiry = self.expiry();
+            let want = close_at.map_or(self.expires, |c| c.min(self.expires));
+            if want != deadline_at {
+                deadline_at = want;
+                deadline.as_mut().reset(want);
+            }
             tokio::select! {
                 biased;
                 _ = self.ctx.shutdown.cancelled(), if close_at.is_none() => {
                     close_at = Some(self.drain_moment());
                 }
-                _ = tokio::time::sleep_until(close_at.unwrap_or(expiry)), if close_at.is_some() => {
-                    return Ending::SHUTDOWN;
+                _ = &mut deadline => {
+                    return match close_at {
+                        Some(c) if c <= self.expires => Ending::SHUTDOWN,
+                        _ => Ending::EXPIRED,
+                    };
                 }
-                _ = tokio::time::sleep_until(expiry) => return Ending::EXPIRED,
-                _ = self.outbox.ready() => {}
+            _ = self.outbox.ready() => {}
                 msg = self.ws.next() => {
                     if let Some(ending) = self.on_incoming(msg) {
                         return ending;
@@ -183,7 +200,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// When the token (plus leeway) runs out; far away without a token.
-    fn expiry(&self) -> Instant {
+    pub(super) fn expiry(&self) -> Instant {
         let leeway = self.ctx.live.load().policy.leeway;
         let left = self
             .identity

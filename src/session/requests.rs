@@ -196,6 +196,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Err(invalid("the new token is for another subject".into()));
         }
         self.identity = fresh;
+        self.expires = self.expiry();
         self.outbox.push(protocol::encode_refreshed(id.as_deref()));
         Ok(())
     }

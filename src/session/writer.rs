@@ -17,7 +17,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let Drain::Frames(oldest) = self.outbox.drain(&mut self.batch) else {
                 return Err(Ending::SLOW);
             };
-            if self.batch.is_empty() && !self.ping_due {
+            // Direct mode queues nothing for the batch: its backlog is
+            // written by the flush at the end of write_batch (via WireIo).
+            if self.batch.is_empty() && !self.ping_due && !self.outbox.has_backlog() {
                 return Ok(());
             }
             self.write_batch().await?;
@@ -43,7 +45,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             ping_due,
             ..
         } = self;
-        let bytes: usize = batch.iter().map(Frame::len).sum();
         let ping = std::mem::take(ping_due);
         let write = async {
             if ping {
@@ -55,15 +56,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             ws.flush().await
         };
         tokio::pin!(write);
+        // Most writes finish at once: only a pending one needs a stall timer.
+        if let Some(r) = futures_util::FutureExt::now_or_never(&mut write) {
+            return r.map_err(|_| Ending::GONE);
+        }
         // A client that takes no bytes for idle_timeout is as good as gone,
         // even when nothing new is queued for it.
         let stalled = tokio::time::Instant::now() + ctx.live.load().settings.client.idle_timeout;
         let interrupted = loop {
             tokio::select! {
-                r = &mut write => {
-                    ctx.metrics.bytes_out.inc_by(bytes as u64);
-                    return r.map_err(|_| Ending::GONE);
-                }
+                r = &mut write => return r.map_err(|_| Ending::GONE),
                 _ = outbox.ready() => {
                     if outbox.is_overflowed() {
                         break Ending::SLOW;

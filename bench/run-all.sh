@@ -1,0 +1,292 @@
+#!/usr/bin/env bash
+# One command for the whole comparison: builds the release binaries,
+# starts a private redis-server on a free loopback port, runs redcast and
+# Nchan (nginx) side by side through every scenario, and writes
+# docs/benchmarks.md from the JSON reports of this one run.
+#
+#   bash bench/run-all.sh            # ~8-12 minutes on 2 cores
+#
+# Environment:
+#   OUT=DIR        where the raw reports and logs go (default: mktemp -d)
+#   DOC=FILE       the Markdown written (default: docs/benchmarks.md)
+#   PROFILE=0      skip the perf/strace profile of redcast (default 1)
+#   ONLY="a b"     run only these cases (names below; "profile" for the
+#                  profiling runs), e.g. into an existing OUT to redo some
+#   REDCAST_BIN    use this redcast binary instead of building the work tree
+#   REDCAST_COMMIT the commit it was built from, for the report
+#
+# Pinning: the server under test (redcast, or nginx master+worker) runs on
+# core 0, the load generator on core 1 (taskset); redis-server is not
+# pinned (sharing core 1 with the generator added ms of scheduling delay
+# to the latency tail in trials). All
+# traffic is on 127.0.0.0/8; every run is bounded by --max-run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+OUT="${OUT:-$(mktemp -d /tmp/redcast-bench.XXXXXX)}"
+DOC="${DOC:-docs/benchmarks.md}"
+PROFILE="${PROFILE:-1}"
+ONLY="${ONLY:-}"
+mkdir -p "$OUT"
+echo "== results in $OUT" >&2
+started=$(date +%s)
+
+# One process may open at most `ulimit -Hn` files (20,000 here): the
+# server and the load generator are separate processes, so each holds its
+# own ~19,000 sockets. Raise the soft limit for everything started below.
+ulimit -n "$(ulimit -Hn)"
+
+BENCH="$ROOT/target/release/redcast-bench"
+if [ -n "${REDCAST_BIN:-}" ]; then
+  # A redcast built elsewhere (e.g. from a clean checkout of a commit).
+  echo "== building the load generator; redcast is $REDCAST_BIN" >&2
+  cargo build --release -p redcast-bench >&2
+  REDCAST="$REDCAST_BIN"
+else
+  echo "== building release binaries" >&2
+  cargo build --release -p redcast -p redcast-bench >&2
+  REDCAST="$ROOT/target/release/redcast"
+fi
+echo "$REDCAST" >"$OUT/redcast-binary.txt"
+echo "${REDCAST_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null)}" >"$OUT/redcast-commit.txt"
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# --- redis -----------------------------------------------------------------
+command -v redis-server >/dev/null 2>&1 || {
+  echo "== installing redis-server" >&2
+  apt-get update >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server redis-tools >&2
+}
+REDIS_PORT=$(free_port)
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+  --maxclients 10000 --daemonize no >"$OUT/redis.log" 2>&1 &
+REDIS_PID=$!
+REDCAST_PID=""
+NCHAN_DIR=""
+
+cleanup() {
+  if [ -n "$REDCAST_PID" ]; then kill -TERM "$REDCAST_PID" 2>/dev/null || true; fi
+  if [ -n "$NCHAN_DIR" ]; then bench/nchan/teardown.sh "$NCHAN_DIR" >/dev/null 2>&1 || true; fi
+  kill -TERM "$REDIS_PID" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+for _ in $(seq 1 50); do
+  redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
+  sleep 0.1
+done
+redis-cli -p "$REDIS_PORT" ping >/dev/null
+
+# --- Nchan: install (apt-get) once and check it starts ---------------------
+NCHAN_PORT=$(free_port)
+NCHAN_DIR=$(REDIS_PORT=$REDIS_PORT NCHAN_PORT=$NCHAN_PORT bench/nchan/setup.sh)
+cp "$NCHAN_DIR/nginx.conf" "$OUT/nginx.conf"
+bench/nchan/teardown.sh "$NCHAN_DIR"
+NCHAN_DIR=""
+
+# --- redcast config: room for 19,000 clients from one address --------------
+RC_PORT=$(free_port)
+ADMIN_PORT=$(free_port)
+cat >"$OUT/redcast.toml" <<EOF
+# Written by bench/run-all.sh
+[server]
+max_connections = 19900
+max_pending_handshakes = 1024
+
+[client]
+# All benchmark clients come from 127.0.0.x: no per-IP cap.
+max_connections_per_ip = 0
+
+[log]
+level = "warn"
+EOF
+
+SERVER_ARGS=()
+start_server() { # target name
+  local target=$1 name=$2
+  SERVER_ARGS=()
+  if [ "$target" = redcast ]; then
+    taskset -c 0 "$REDCAST" --config "$OUT/redcast.toml" --listen "127.0.0.1:$RC_PORT" \
+      --admin-listen "127.0.0.1:$ADMIN_PORT" --redis-url "redis://127.0.0.1:$REDIS_PORT" \
+      >"$OUT/$name-redcast.server.log" 2>&1 &
+    REDCAST_PID=$!
+    for _ in $(seq 1 100); do
+      curl -sf "http://127.0.0.1:$ADMIN_PORT/readyz" >/dev/null 2>&1 && break
+      sleep 0.1
+    done
+    curl -sf "http://127.0.0.1:$ADMIN_PORT/readyz" >/dev/null
+    SERVER_ARGS=(--server-pid "$REDCAST_PID" --url "ws://127.0.0.1:$RC_PORT/ws"
+      --redis-url "redis://127.0.0.1:$REDIS_PORT")
+  else
+    NCHAN_DIR=$(NCHAN_WORKERS="${NCHAN_WORKERS:-1}" NCHAN_TASKSET=0 SKIP_INSTALL=1 \
+      REDIS_PORT=$REDIS_PORT NCHAN_PORT=$NCHAN_PORT bench/nchan/setup.sh 2>/dev/null)
+    local master
+    master=$(cat "$NCHAN_DIR/nginx.pid")
+    SERVER_ARGS=(--server-pid "$master")
+    for w in $(pgrep -P "$master"); do SERVER_ARGS+=(--server-pid "$w"); done
+    SERVER_ARGS+=(--url "ws://127.0.0.1:$NCHAN_PORT/sub/{channels}"
+      --publish-url "http://127.0.0.1:$NCHAN_PORT/pub/{channel}")
+  fi
+}
+
+stop_server() {
+  if [ -n "$REDCAST_PID" ]; then
+    kill -TERM "$REDCAST_PID" 2>/dev/null || true
+    for _ in $(seq 1 150); do kill -0 "$REDCAST_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$REDCAST_PID" 2>/dev/null || true
+    wait "$REDCAST_PID" 2>/dev/null || true
+    REDCAST_PID=""
+  fi
+  if [ -n "$NCHAN_DIR" ]; then
+    bench/nchan/teardown.sh "$NCHAN_DIR"
+    NCHAN_DIR=""
+  fi
+  redis-cli -p "$REDIS_PORT" flushall >/dev/null
+}
+
+# Each run gets its own block of client source addresses (127.0.0.N..N+4)
+# so that TIME_WAIT sockets of earlier runs do not slow its connects.
+SOURCE_BASE=2
+COMMANDS="$OUT/commands.txt"
+# A partial re-run (ONLY=...) into an existing OUT keeps the earlier list.
+if [ -z "$ONLY" ]; then : >"$COMMANDS"; fi
+
+busy_cores() { # CPU (in cores) used by the whole machine over 1 s
+  local a b
+  a=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat)
+  sleep 1
+  b=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat)
+  awk -v a="$a" -v b="$b" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", (b-a)/hz}'
+}
+
+# This machine may be shared (builds, browsers): before each case, wait
+# (at most QUIET_WAIT s) until less than 0.15 core is busy, and record
+# what was seen. Each report also carries "other CPU" during its window.
+QUIET_WAIT="${QUIET_WAIT:-90}"
+wait_quiet() { # name
+  local busy waited=0
+  busy=$(busy_cores)
+  while awk -v b="$busy" 'BEGIN{exit !(b > 0.15)}' && [ "$waited" -lt "$QUIET_WAIT" ]; do
+    busy=$(busy_cores)
+    waited=$((waited + 1))
+  done
+  echo "$1 busy_cores_before=$busy waited_s=$waited" >>"$OUT/quiet.txt"
+}
+
+run_case() { # name target bench-args...
+  local name=$1 target=$2
+  shift 2
+  case " $ONLY " in
+    "  ") ;;
+    *" $name "*) ;;
+    *) return 0 ;;
+  esac
+  local try
+  for try in 1 2 3; do
+    wait_quiet "$name-$target"
+    start_server "$target" "$name"
+    local cmd=(taskset -c 1 "$BENCH" --target "$target" --label "$name"
+      --aux-pid "$REDIS_PID" --source-base "$SOURCE_BASE" --max-run 240
+      --json "$OUT/$name-$target.json" "${SERVER_ARGS[@]}" "$@")
+    SOURCE_BASE=$((SOURCE_BASE + 4))
+    if [ "$SOURCE_BASE" -gt 240 ]; then SOURCE_BASE=2; fi
+    echo "== $name / $target (try $try)" >&2
+    if [ "$target" = nchan ] && [ "$name" = a-fanout-40 ]; then
+      # Evidence that Nchan really goes through Redis: its pub/sub channels.
+      (sleep 6; redis-cli -p "$REDIS_PORT" PUBSUB CHANNELS '*' >"$OUT/nchan-pubsub-channels.txt" 2>&1) &
+    fi
+    if ! "${cmd[@]}" >"$OUT/$name-$target.txt" 2>"$OUT/$name-$target.err"; then
+      echo "   (failed: see $OUT/$name-$target.err)" >&2
+      tail -3 "$OUT/$name-$target.err" >&2 || true
+    fi
+    grep -E "latency|µs/delivery|bytes/connection|connect wave  |reconnect wave|losses|other CPU" \
+      "$OUT/$name-$target.txt" >&2 || true
+    stop_server
+    # Another process took a good part of a core during the window: the
+    # numbers are disturbed, so run the case again (at most 3 tries).
+    local other
+    other=$(python3 -c 'import json,sys
+try: print(json.load(open(sys.argv[1]))["cpu"]["other_util_pct"] or 0)
+except Exception: print(0)' "$OUT/$name-$target.json")
+    if awk -v o="$other" 'BEGIN{exit !(o <= 30)}'; then break; fi
+    echo "   other processes used $other % of a core during the window: again" >&2
+  done
+  echo "${cmd[*]}" | sed "s|$ROOT/||g" >>"$COMMANDS"
+}
+
+both() { # name bench-args...
+  local name=$1
+  shift
+  run_case "$name" redcast "$@"
+  run_case "$name" nchan "$@"
+}
+
+# The targets of the performance issue, then the other scenarios.
+both a-fanout-40 --scenario broadcast --clients 5000 --channels 10 --rate 40 --duration 10
+both b-fanout-400 --scenario broadcast --clients 5000 --channels 10 --rate 400 --duration 10
+# 19,000 WebSockets: one nginx worker cannot hold them under the 20,000
+# file limit (worker_connections 19,900 ran out and ~300 clients were
+# reset), so these cases give nginx 2 workers, both still on core 0.
+run_case c-idle-19k redcast --scenario idle --clients 19000 --channels 0 --settle 3
+NCHAN_WORKERS=2 run_case c-idle-19k nchan --scenario idle --clients 19000 --channels 1 --settle 3
+both d-latency --scenario broadcast --clients 200 --channels 20 --rate 500 --duration 10
+run_case e-connect-storm redcast --scenario connect-storm --clients 19000 --channels 100
+NCHAN_WORKERS=2 run_case e-connect-storm nchan --scenario connect-storm --clients 19000 --channels 100
+both broadcast-1ch --scenario broadcast --clients 2000 --channels 1 --rate 50 --duration 10
+both many-channels --scenario many-channels --clients 2000 --rate 2000 --duration 10
+both mixed --scenario mixed --clients 2000 --channels 100 --subs-per-client 3 --rate 500 --duration 10
+run_case reconnect-storm redcast --scenario reconnect-storm --clients 19000 --channels 100
+NCHAN_WORKERS=2 run_case reconnect-storm nchan --scenario reconnect-storm --clients 19000 --channels 100
+
+# --- profile of redcast at the 200,000 deliveries/s point ----------------
+delivered_total() {
+  curl -sf "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^redcast_frames_delivered_total /{print $2}'
+}
+profile_run() { # label rate seconds-before tool... (@PID@: redcast's pid)
+  local label=$1 rate=$2 pause=$3
+  shift 3
+  wait_quiet "$label"
+  start_server redcast "$label"
+  taskset -c 1 "$BENCH" --target redcast --label "$label" --aux-pid "$REDIS_PID" \
+    --source-base "$SOURCE_BASE" --max-run 120 --json "$OUT/$label.json" "${SERVER_ARGS[@]}" \
+    --scenario broadcast --clients 5000 --channels 10 --rate "$rate" --duration 12 \
+    >"$OUT/$label.txt" 2>"$OUT/$label.err" &
+  local bench_pid=$!
+  SOURCE_BASE=$((SOURCE_BASE + 4))
+  sleep "$pause"
+  local d0 d1 args=()
+  for a in "$@"; do args+=("${a//@PID@/$REDCAST_PID}"); done
+  d0=$(delivered_total)
+  "${args[@]}" || true
+  d1=$(delivered_total)
+  echo "$((d1 - d0))" >"$OUT/$label.deliveries"
+  wait "$bench_pid" || true
+  stop_server
+}
+if [ "$PROFILE" = 1 ] && { [ -z "$ONLY" ] || [[ " $ONLY " == *" profile "* ]]; }; then
+  echo "== profiling redcast at 5,000 clients x 400 msg/s (perf record, perf trace -s)" >&2
+  # perf record: where the CPU goes (cpu-clock sampling: this machine has
+  # no hardware counters), 5 s in the middle of the publishing window.
+  profile_run profile-perf 400 5 \
+    perf record -e cpu-clock -F 999 -g -p @PID@ -o "$OUT/perf.data" -- sleep 5 \
+    >"$OUT/perf-record.log" 2>&1
+  if [ -s "$OUT/perf.data" ]; then
+    perf report -i "$OUT/perf.data" --no-children --sort sym -g none --percent-limit 0.7 \
+      2>/dev/null | grep -v '^#' | grep '%' | head -40 >"$OUT/perf-top.txt" || true
+    perf report -i "$OUT/perf.data" --no-children --sort dso -g none 2>/dev/null \
+      | grep -v '^#' | grep '%' | head -8 >"$OUT/perf-dso.txt" || true
+  fi
+  # Syscalls per delivery, at both rates (batching differs): perf trace -s
+  # (like strace -c, but without stopping the process at each call).
+  for r in 40 400; do
+    profile_run "profile-syscalls-$r" "$r" 5 \
+      timeout 20 perf trace -s -p @PID@ -o "$OUT/syscalls-$r.txt" -- sleep 4
+  done
+fi
+
+finished=$(date +%s)
+python3 bench/render.py "$OUT" "$DOC" "$((finished - started))"
+echo "== wrote $DOC ($((finished - started)) s); raw results in $OUT" >&2

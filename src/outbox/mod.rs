@@ -1,0 +1,311 @@
+//! A session's bounded outbound queue, and on plain TCP its direct path
+//! to the socket.
+//!
+//! The hub pushes shared frames from the broker task. In *queued* mode
+//! (TLS, or any stream redcast cannot write to from another task) the
+//! session's writer drains everything queued at once and writes it with a
+//! single flush. In *direct* mode (plain TCP) a push into an empty queue
+//! writes the pre-encoded WebSocket frame straight to the socket from the
+//! broker task: no task wake-up, no copy, one `write` per delivery; only
+//! what the socket does not take is queued, for the session to flush (all
+//! queued chunks in one vectored write) when the socket is writable again.
+//!
+//! The bound is in bytes (`client.queue_max_bytes`), counting a fixed
+//! overhead per frame so that even empty frames are bounded in number.
+//! Overflow policy: the client is slow, so its queue is dropped at once
+//! (freeing memory; a half-written frame is kept so that the stream stays
+//! well-formed) and the session closes it with the slow-consumer code. A
+//! single frame is always accepted into an empty queue, so a message
+//! larger than the bound does not make every subscriber "slow".
+
+mod direct;
+
+pub use direct::WireIo;
+
+use crate::protocol::{self, Frame};
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Bytes charged per queued frame on top of its payload.
+pub const FRAME_OVERHEAD: usize = 64;
+
+/// Result of a push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    /// Queued for the writer (or written at once, in direct mode).
+    Queued,
+    /// This push overflowed the queue: the client is now marked slow.
+    Overflow,
+    /// The session is closing or already slow; the frame was dropped.
+    Closed,
+}
+
+/// One message as every subscriber shares it: the frame (for queued
+/// sessions) and, made on first use, its wire encoding (for direct ones).
+pub struct Outgoing {
+    pub frame: Frame,
+    wire: std::cell::OnceCell<Bytes>,
+}
+
+impl Outgoing {
+    pub fn new(frame: Frame) -> Self {
+        Self {
+            frame,
+            wire: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn wire(&self) -> &Bytes {
+        self.wire.get_or_init(|| protocol::encode_wire(&self.frame))
+    }
+}
+
+enum Item {
+    Frame(Frame),
+    Wire(Bytes),
+}
+
+impl Item {
+    fn len(&self) -> usize {
+        match self {
+            Item::Frame(f) => f.len(),
+            Item::Wire(b) => b.len(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<Item>,
+    bytes: usize,
+    /// When the oldest queued message arrived from Redis (for latency).
+    oldest: Option<Instant>,
+    /// The front item is partly written (direct mode).
+    front_started: bool,
+    overflowed: bool,
+    closed: bool,
+    /// The socket failed (direct mode).
+    broken: bool,
+}
+
+/// The queue between the hub and one session's writer.
+pub struct Outbox {
+    queue: Mutex<Queue>,
+    notify: Notify,
+    max_bytes: usize,
+    /// Direct mode: the socket's writing half.
+    socket: Option<OwnedWriteHalf>,
+}
+
+/// What the writer takes from the queue (queued mode).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Drain {
+    /// Frames were moved into the caller's buffer (possibly none), with
+    /// the arrival time of the oldest message among them.
+    Frames(Option<Instant>),
+    /// The client overflowed its queue and must be closed as slow.
+    Overflowed,
+}
+
+impl Outbox {
+    /// A queued-mode outbox holding at most `max_bytes` (plus overhead).
+    pub fn new(max_bytes: usize) -> Self {
+        Self {
+            queue: Mutex::new(Queue::default()),
+            notify: Notify::new(),
+            max_bytes,
+            socket: None,
+        }
+    }
+
+    /// A direct-mode outbox writing to `socket`.
+    pub fn direct(max_bytes: usize, socket: OwnedWriteHalf) -> Self {
+        Self {
+            socket: Some(socket),
+            ..Self::new(max_bytes)
+        }
+    }
+
+    /// Whether pushes write straight to the socket.
+    pub fn is_direct(&self) -> bool {
+        self.socket.is_some()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a reply frame (ack, error, pong), waking the writer.
+    pub fn push(&self, frame: Frame) -> Push {
+        let item = match self.socket {
+            Some(_) => Item::Wire(protocol::encode_wire(&frame)),
+            None => Item::Frame(frame),
+        };
+        self.push_item(item, None)
+    }
+
+    /// Queues (or, direct, writes) a message that arrived at `received`.
+    pub fn push_message(&self, msg: &Outgoing, received: Instant) -> Push {
+        let item = match self.socket {
+            Some(_) => Item::Wire(msg.wire().clone()),
+            None => Item::Frame(msg.frame.clone()),
+        };
+        self.push_item(item, Some(received))
+    }
+
+    fn push_item(&self, item: Item, received: Option<Instant>) -> Push {
+        let cost = item.len() + FRAME_OVERHEAD;
+        let mut q = self.lock();
+        if q.closed || q.overflowed || q.broken {
+            return Push::Closed;
+        }
+        if !q.items.is_empty() && q.bytes + cost > self.max_bytes {
+            overflow(&mut q);
+            drop(q);
+            self.notify.notify_one();
+            return Push::Overflow;
+        }
+        let was_empty = q.items.is_empty();
+        if was_empty {
+            if let (Some(socket), Item::Wire(bytes)) = (&self.socket, &item) {
+                return match direct::try_send(socket, bytes, &mut q) {
+                    None => Push::Queued,
+                    // Partly written or refused: the rest waits for the writer.
+                    Some(rest) => self.enqueue(q, Item::Wire(rest), received, true),
+                };
+            }
+        }
+        self.enqueue(q, item, received, was_empty)
+    }
+
+    fn enqueue(
+        &self,
+        mut q: MutexGuard<'_, Queue>,
+        item: Item,
+        received: Option<Instant>,
+        wake: bool,
+    ) -> Push {
+        if q.broken {
+            drop(q);
+            self.notify.notify_one();
+            return Push::Closed;
+        }
+        if q.oldest.is_none() {
+            q.oldest = received;
+        }
+        q.bytes += item.len() + FRAME_OVERHEAD;
+        q.items.push_back(item);
+        drop(q);
+        // The writer takes everything at once, so only the first item
+        // after it emptied the queue needs to wake it.
+        if wake {
+            self.notify.notify_one();
+        }
+        Push::Queued
+    }
+
+    /// Moves every queued frame into `out` (queued mode).
+    pub fn drain(&self, out: &mut Vec<Frame>) -> Drain {
+        let mut q = self.lock();
+        if q.overflowed {
+            return Drain::Overflowed;
+        }
+        out.extend(q.items.drain(..).filter_map(|i| match i {
+            Item::Frame(f) => Some(f),
+            Item::Wire(_) => None,
+        }));
+        q.bytes = 0;
+        if q.items.capacity() > 64 {
+            // Give back memory after a burst, so idle sessions stay small.
+            q.items.shrink_to(16);
+        }
+        Drain::Frames(q.oldest.take())
+    }
+
+    /// Resolves when frames (or an overflow) may be waiting.
+    pub async fn ready(&self) {
+        self.notify.notified().await
+    }
+
+    /// Refuses further messages and replies; what is queued stays, and
+    /// the session may still write its close frame.
+    pub fn close(&self) {
+        self.lock().closed = true;
+    }
+
+    /// Whether bytes wait for the socket (direct mode).
+    pub fn has_backlog(&self) -> bool {
+        self.socket.is_some() && !self.lock().items.is_empty()
+    }
+
+    /// Whether the client has overflowed its queue.
+    pub fn is_overflowed(&self) -> bool {
+        self.lock().overflowed
+    }
+
+    /// Bytes currently queued (payload plus overhead).
+    pub fn queued_bytes(&self) -> usize {
+        self.lock().bytes
+    }
+}
+
+/// Marks the client slow and frees its queue, keeping only a frame that
+/// is already partly on the wire (cutting it would corrupt the stream).
+fn overflow(q: &mut Queue) {
+    q.overflowed = true;
+    let keep = if q.front_started {
+        q.items.pop_front()
+    } else {
+        None
+    };
+    q.items = VecDeque::new();
+    q.bytes = 0;
+    if let Some(front) = keep {
+        q.bytes = front.len() + FRAME_OVERHEAD;
+        q.items.push_back(front);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tungstenite::protocol::frame::Utf8Bytes;
+
+    fn frame(n: usize) -> Frame {
+        Frame::Text(Utf8Bytes::from("x".repeat(n)))
+    }
+
+    #[test]
+    fn overflow_drops_queue_and_reports_once() {
+        let o = Outbox::new(1000);
+        assert_eq!(o.push(frame(500)), Push::Queued);
+        assert_eq!(o.push(frame(300)), Push::Queued);
+        assert_eq!(o.push(frame(300)), Push::Overflow);
+        assert_eq!(o.push(frame(1)), Push::Closed);
+        assert_eq!(o.queued_bytes(), 0);
+        assert_eq!(o.drain(&mut Vec::new()), Drain::Overflowed);
+    }
+
+    #[test]
+    fn one_big_frame_fits_an_empty_queue() {
+        let o = Outbox::new(1000);
+        assert_eq!(o.push(frame(5000)), Push::Queued);
+        let mut out = Vec::new();
+        assert_eq!(o.drain(&mut out), Drain::Frames(None));
+        assert_eq!(out.len(), 1);
+        assert_eq!(o.push(frame(10)), Push::Queued);
+    }
+
+    #[test]
+    fn empty_frames_are_bounded_too() {
+        let o = Outbox::new(1024);
+        let queued = (0..100)
+            .take_while(|_| o.push(frame(0)) == Push::Queued)
+            .count();
+        assert_eq!(queued, 1024 / FRAME_OVERHEAD);
+    }
+}
