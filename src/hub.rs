@@ -184,9 +184,16 @@ impl Hub {
     }
 
     /// Fans one Redis message out to the channel's local subscribers: each
-    /// format is encoded once and shared; direct-mode subscribers are
-    /// written to right here. Returns how many deliveries were made.
-    pub fn publish(&self, channel: &str, payload: &[u8], received: Instant) -> usize {
+    /// format is encoded once and shared. Direct-mode subscribers whose
+    /// queue this message started are added to `dirty`, for [`Hub::flush`]
+    /// after the batch. Returns how many deliveries were queued.
+    pub fn publish(
+        &self,
+        channel: &str,
+        payload: &[u8],
+        received: Instant,
+        dirty: &mut Vec<Arc<Outbox>>,
+    ) -> usize {
         let map = self.read();
         let Some(entry) = map.get(channel) else {
             return 0;
@@ -203,26 +210,26 @@ impl Hub {
                 }
             };
             match sub.outbox.push_message(msg, received) {
-                Push::Queued => {
+                (Push::Queued, first) => {
                     queued += 1;
                     bytes += msg.frame.len() as u64;
+                    if first {
+                        dirty.push(sub.outbox.clone());
+                    }
                 }
-                Push::Overflow => slow += 1,
-                Push::Closed => {}
+                (Push::Overflow, _) => slow += 1,
+                (Push::Closed, _) => {}
             }
         }
         self.metrics.frames_delivered.inc_by(queued);
         self.metrics.bytes_out.inc_by(bytes);
         self.metrics.slow_consumers.inc_by(slow);
-        if queued > 0 {
-            // One observation per message: until the last subscriber's frame
-            // was written (direct) or queued for its writer.
-            self.metrics
-                .delivery_latency
-                .0
-                .observe(received.elapsed().as_secs_f64());
-        }
         queued as usize
+    }
+
+    /// Writes the queues a batch of messages started (direct mode).
+    pub fn flush(&self, dirty: &mut Vec<Arc<Outbox>>) {
+        dirty.drain(..).for_each(|outbox| outbox.flush_now());
     }
 
     /// Marks channels as subscribed in Redis and releases their acks.

@@ -27,13 +27,13 @@ async fn health_readiness_and_metrics() {
         "redcast_redis_connected 1",
         "redcast_frames_delivered_total 1",
         "# TYPE redcast_redis_messages_total counter",
-        "redcast_delivery_latency_seconds_count 1",
     ] {
         assert!(body.contains(name), "missing `{name}` in\n{body}");
     }
     assert!(!body.contains("channel=\""), "no channel labels");
     // The delivery probe is counted among Redis messages too.
     assert!(metric(&gw, "redcast_redis_messages_total").await >= 1.0);
+    assert!(metric(&gw, "redcast_delivery_latency_seconds_count").await >= 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

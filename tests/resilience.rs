@@ -282,3 +282,25 @@ async fn drain_spreads_closes_over_the_window_while_still_delivering() {
     );
     done.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_reader_gets_its_backlog_whole_and_in_order() {
+    let redis = Redis::start();
+    // 20 MB: beyond the kernel's socket buffers, within the 32 MiB queue.
+    let gw = gateway(&redis, &[("REDCAST_CLIENT__QUEUE_MAX_BYTES", "33554432")]).await;
+    let mut ws = subscribed_client(&gw, &["backlog"]).await;
+    let mut conn = redis.conn().await;
+    for i in 0..200 {
+        let payload = format!("{{\"i\":{i},\"pad\":\"{}\"}}", "x".repeat(100_000));
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg("backlog")
+            .arg(payload)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    for i in 0..200 {
+        assert_eq!(recv_json(&mut ws).await["data"]["i"], json!(i));
+    }
+    assert_eq!(metric(&gw, "redcast_slow_consumers_total").await, 0.0);
+}

@@ -14,7 +14,8 @@ pub mod publisher;
 use crate::config::RedisSettings;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use futures_util::StreamExt;
+use crate::outbox::Outbox;
+use futures_util::{FutureExt, StreamExt};
 use probe::Probe;
 use rand::Rng;
 use redis::aio::{PubSubSink, PubSubStream};
@@ -28,6 +29,10 @@ use tokio_util::sync::CancellationToken;
 /// Channels per SUBSCRIBE/UNSUBSCRIBE command, so that resubscribing many
 /// channels after a reconnect never builds one enormous command.
 pub const SUBSCRIBE_BATCH: usize = 500;
+
+/// Messages delivered before the touched clients are written: bounds the
+/// delay a burst adds to its first message.
+pub const MAX_BATCH: usize = 256;
 
 /// Why a connection was given up.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +69,8 @@ pub struct Broker {
     probe: Arc<Probe>,
     /// Channels (client names) Redis has confirmed on this connection.
     subscribed: HashSet<String>,
+    /// Outboxes touched by the current batch (kept to reuse its memory).
+    dirty: Vec<Arc<Outbox>>,
 }
 
 impl Broker {
@@ -81,6 +88,7 @@ impl Broker {
             state: Arc::default(),
             probe,
             subscribed: HashSet::new(),
+            dirty: Vec::new(),
         }
     }
 
@@ -141,7 +149,7 @@ impl Broker {
         let mut probe_check = tokio::time::interval(self.settings.probe_interval);
         loop {
             tokio::select! {
-                msg = stream.next() => self.deliver(msg.ok_or(BrokerError::Closed)?),
+                msg = stream.next() => self.deliver_batch(msg.ok_or(BrokerError::Closed)?, &mut stream)?,
                 _ = probe_check.tick() => {
                     if self.probe.overdue() {
                         self.metrics.probe_failures.inc();
@@ -166,7 +174,43 @@ impl Broker {
         Ok(pubsub.split())
     }
 
-    fn deliver(&self, msg: redis::Msg) {
+    /// Delivers `first` and every message already waiting behind it (up
+    /// to [`MAX_BATCH`]), then writes each touched client once: under load
+    /// a client gets several frames per write, at low rates nothing waits.
+    fn deliver_batch(
+        &mut self,
+        first: redis::Msg,
+        stream: &mut PubSubStream,
+    ) -> Result<(), BrokerError> {
+        let received = Instant::now();
+        let mut dirty = std::mem::take(&mut self.dirty);
+        self.deliver(first, received, &mut dirty);
+        let mut closed = false;
+        for _ in 1..MAX_BATCH {
+            match stream.next().now_or_never() {
+                Some(Some(msg)) => self.deliver(msg, Instant::now(), &mut dirty),
+                Some(None) => {
+                    closed = true;
+                    break;
+                }
+                None => break,
+            }
+        }
+        self.hub.flush(&mut dirty);
+        self.dirty = dirty;
+        // One observation per batch: until its oldest message was written
+        // (direct) or queued for the client's writer.
+        self.metrics
+            .delivery_latency
+            .0
+            .observe(received.elapsed().as_secs_f64());
+        if closed {
+            return Err(BrokerError::Closed);
+        }
+        Ok(())
+    }
+
+    fn deliver(&self, msg: redis::Msg, received: Instant, dirty: &mut Vec<Arc<Outbox>>) {
         self.metrics.redis_messages.inc();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -181,7 +225,7 @@ impl Broker {
         // Messages for channels outside our prefix cannot be ours.
         if let Some(name) = channel.strip_prefix(self.settings.channel_prefix.as_str()) {
             self.hub
-                .publish(name, msg.get_payload_bytes(), Instant::now());
+                .publish(name, msg.get_payload_bytes(), received, dirty);
         }
     }
 

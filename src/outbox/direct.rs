@@ -63,7 +63,7 @@ fn advance(q: &mut Queue, mut n: usize) {
 }
 
 /// Writes as much of the queue as the socket takes without blocking.
-fn write_queued(socket: &OwnedWriteHalf, q: &mut Queue) -> io::Result<()> {
+pub(super) fn write_queued(socket: &OwnedWriteHalf, q: &mut Queue) -> io::Result<()> {
     while !q.items.is_empty() {
         let slices: Vec<IoSlice<'_>> = q
             .items

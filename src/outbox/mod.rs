@@ -4,11 +4,13 @@
 //! The hub pushes shared frames from the broker task. In *queued* mode
 //! (TLS, or any stream redcast cannot write to from another task) the
 //! session's writer drains everything queued at once and writes it with a
-//! single flush. In *direct* mode (plain TCP) a push into an empty queue
-//! writes the pre-encoded WebSocket frame straight to the socket from the
-//! broker task: no task wake-up, no copy, one `write` per delivery; only
-//! what the socket does not take is queued, for the session to flush (all
-//! queued chunks in one vectored write) when the socket is writable again.
+//! single flush. In *direct* mode (plain TCP) the broker queues the
+//! pre-encoded WebSocket frames of every message it has at hand, then
+//! writes each touched client's queue straight to its socket with one
+//! vectored write ([`Outbox::flush_now`]): no task wake-up, no copy, one
+//! `write` per client per burst (per delivery when messages come one by
+//! one). Only what the socket does not take stays queued, for the session
+//! to flush when the socket is writable again.
 //!
 //! The bound is in bytes (`client.queue_max_bytes`), counting a fixed
 //! overhead per frame so that even empty frames are bounded in number.
@@ -145,19 +147,49 @@ impl Outbox {
             Some(_) => Item::Wire(protocol::encode_wire(&frame)),
             None => Item::Frame(frame),
         };
-        self.push_item(item, None)
+        self.push_item(item, None, false)
     }
 
-    /// Queues (or, direct, writes) a message that arrived at `received`.
-    pub fn push_message(&self, msg: &Outgoing, received: Instant) -> Push {
-        let item = match self.socket {
-            Some(_) => Item::Wire(msg.wire().clone()),
-            None => Item::Frame(msg.frame.clone()),
+    /// Queues a message that arrived at `received`, as part of a batch of
+    /// messages: nothing is written yet. Returns the push result and
+    /// whether a direct-mode queue was empty before (its session then
+    /// needs [`Outbox::flush_now`] once the batch is queued), so that a
+    /// burst goes out as one vectored write per client.
+    pub fn push_message(&self, msg: &Outgoing, received: Instant) -> (Push, bool) {
+        let Some(_) = self.socket else {
+            return (
+                self.push_item(Item::Frame(msg.frame.clone()), Some(received), false),
+                false,
+            );
         };
-        self.push_item(item, Some(received))
+        let q = self.lock();
+        let first = q.items.is_empty();
+        drop(q);
+        (
+            self.push_item(Item::Wire(msg.wire().clone()), Some(received), true),
+            first,
+        )
     }
 
-    fn push_item(&self, item: Item, received: Option<Instant>) -> Push {
+    /// Writes what the socket takes now (direct mode, after a batch); the
+    /// session is woken to wait for the rest.
+    pub fn flush_now(&self) {
+        let Some(socket) = &self.socket else { return };
+        let mut q = self.lock();
+        if direct::write_queued(socket, &mut q).is_err() {
+            q.broken = true;
+        }
+        let wake = q.broken || !q.items.is_empty();
+        if q.items.is_empty() {
+            q.oldest = None;
+        }
+        drop(q);
+        if wake {
+            self.notify.notify_one();
+        }
+    }
+
+    fn push_item(&self, item: Item, received: Option<Instant>, deferred: bool) -> Push {
         let cost = item.len() + FRAME_OVERHEAD;
         let mut q = self.lock();
         if q.closed || q.overflowed || q.broken {
@@ -170,6 +202,10 @@ impl Outbox {
             return Push::Overflow;
         }
         let was_empty = q.items.is_empty();
+        if deferred {
+            // The batch's flush_now writes it; no wake-up needed.
+            return self.enqueue(q, item, received, false);
+        }
         if was_empty {
             if let (Some(socket), Item::Wire(bytes)) = (&self.socket, &item) {
                 return match direct::try_send(socket, bytes, &mut q) {
@@ -208,11 +244,16 @@ impl Outbox {
         Push::Queued
     }
 
-    /// Moves every queued frame into `out` (queued mode).
+    /// Moves every queued frame into `out` (queued mode; in direct mode
+    /// the queue stays for [`Outbox::poll_flush`] and only an overflow is
+    /// reported).
     pub fn drain(&self, out: &mut Vec<Frame>) -> Drain {
         let mut q = self.lock();
         if q.overflowed {
             return Drain::Overflowed;
+        }
+        if self.socket.is_some() {
+            return Drain::Frames(None);
         }
         out.extend(q.items.drain(..).filter_map(|i| match i {
             Item::Frame(f) => Some(f),
