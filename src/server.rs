@@ -14,12 +14,14 @@ use crate::outbox::{Outbox, WireIo};
 use crate::reload::Live;
 use crate::session::{self, SessionContext, SessionParams};
 use crate::sse::{self, StreamParams};
+use futures_util::FutureExt;
 use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::gauge::Gauge;
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -322,55 +324,66 @@ impl Server {
         let server = self.clone();
         let timeout = live.settings.server.handshake_timeout;
         self.tracker.spawn(async move {
-            let _permits = permits;
             let Ok(Ok(upgraded)) = tokio::time::timeout(timeout, on_upgrade).await else {
                 return;
             };
             server.session.metrics.connections_accepted.inc();
             tracing::info!(%peer, id, transport = "websocket", "connection open");
-            let (format, channels, identity) = admission;
-            let params = |outbox| SessionParams {
+            // A task of its own: the waiting state above is freed, so an
+            // idle session holds only its own state.
+            let start = SessionStart {
+                live,
                 id,
-                format,
-                channels,
-                identity,
-                outbox,
+                admission,
+                permits,
             };
-            server.run_session(upgraded, &live, params).await;
+            let tracker = server.tracker.clone();
+            match upgraded.downcast::<TokioIo<TcpStream>>() {
+                Ok(parts) => server.run_direct(parts, start).map(|s| tracker.spawn(s)),
+                Err(upgraded) => server.run_queued(upgraded, start).map(|s| tracker.spawn(s)),
+            };
         });
         Ok(handshake::switching_protocols(&upgrade))
     }
 
-    /// Runs the session on the upgraded connection: on plain TCP in direct
-    /// mode (the hub writes to the socket itself), otherwise queued.
-    async fn run_session(
+    /// Plain TCP: direct mode, the hub writes to the socket itself.
+    fn run_direct(
+        &self,
+        parts: hyper::upgrade::Parts<TokioIo<TcpStream>>,
+        start: SessionStart,
+    ) -> Option<impl Future<Output = ()> + Send> {
+        let (config, queue) = start.limits();
+        let (read, write) = parts.io.into_inner().into_split();
+        let outbox = Arc::new(Outbox::direct(queue, write));
+        let io = WireIo::new(read, outbox.clone());
+        // Bytes the client sent right after its handshake, copied: the
+        // slice would keep hyper's whole 8 KiB read buffer alive.
+        let early = parts.read_buf.to_vec();
+        // Setting up a server-side stream does no I/O: it is ready at once.
+        let ws =
+            WebSocketStream::from_partially_read(io, early, Role::Server, config).now_or_never()?;
+        Some(session::run(
+            ws,
+            self.session.clone(),
+            start.into_params(outbox),
+        ))
+    }
+
+    /// Any other stream (TLS): queued mode, the session writes.
+    fn run_queued(
         &self,
         upgraded: Upgraded,
-        live: &Live,
-        params: impl FnOnce(Arc<Outbox>) -> SessionParams,
-    ) {
-        let ctx = self.session.clone();
-        let config = Some(websocket_config(live));
-        let queue = live.settings.client.queue_max_bytes;
-        match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => {
-                let (read, write) = parts.io.into_inner().into_split();
-                let outbox = Arc::new(Outbox::direct(queue, write));
-                let io = WireIo::new(read, outbox.clone());
-                // Bytes the client sent right after its handshake.
-                let early = parts.read_buf.to_vec();
-                let ws =
-                    WebSocketStream::from_partially_read(io, early, Role::Server, config).await;
-                session::run(ws, ctx, params(outbox)).await;
-            }
-            Err(upgraded) => {
-                let outbox = Arc::new(Outbox::new(queue));
-                let ws =
-                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, config)
-                        .await;
-                session::run(ws, ctx, params(outbox)).await;
-            }
-        }
+        start: SessionStart,
+    ) -> Option<impl Future<Output = ()> + Send> {
+        let (config, queue) = start.limits();
+        let outbox = Arc::new(Outbox::new(queue));
+        let io = TokioIo::new(upgraded);
+        let ws = WebSocketStream::from_raw_socket(io, Role::Server, config).now_or_never()?;
+        Some(session::run(
+            ws,
+            self.session.clone(),
+            start.into_params(outbox),
+        ))
     }
 
     fn take_permits(&self, live: &Live, ip: IpAddr) -> Result<(Permit, IpPermit), Refusal> {
@@ -388,6 +401,40 @@ impl Server {
 /// Eagerly allocated read buffer per WebSocket. Client requests are small
 /// JSON; a larger frame grows the buffer only while it is being read.
 pub const READ_BUFFER_BYTES: usize = 512;
+
+/// What the admission decided, carried into the session task.
+type Admitted = (crate::hub::Format, Vec<String>, crate::auth::Identity);
+
+/// Everything a session task starts from.
+struct SessionStart {
+    live: Arc<Live>,
+    id: u64,
+    admission: Admitted,
+    /// Held for the life of the session.
+    permits: (Permit, IpPermit),
+}
+
+impl SessionStart {
+    fn limits(&self) -> (Option<WebSocketConfig>, usize) {
+        (
+            Some(websocket_config(&self.live)),
+            self.live.settings.client.queue_max_bytes,
+        )
+    }
+
+    fn into_params(self, outbox: Arc<Outbox>) -> SessionParams {
+        let (format, channels, identity) = self.admission;
+        let guard = Box::new(self.permits);
+        SessionParams {
+            id: self.id,
+            format,
+            channels,
+            identity,
+            outbox,
+            guard,
+        }
+    }
+}
 
 /// Per-connection WebSocket settings: small eager read buffer (idle
 /// connections dominate memory), incoming size capped by the config.

@@ -49,6 +49,8 @@ pub struct SessionParams {
     pub identity: Identity,
     /// The session's outbox: direct (plain TCP) or queued.
     pub outbox: Arc<Outbox>,
+    /// Released when the session ends (connection-limit permits).
+    pub guard: Box<dyn Send + Sync>,
 }
 
 /// Why a session ends; becomes the close frame and a metric label.
@@ -103,14 +105,21 @@ struct Session<S> {
     /// When the token (plus leeway) runs out; moved by a refresh.
     expires: Instant,
     bucket: Bucket,
+    _guard: Box<dyn Send + Sync>,
 }
 
-/// Serves one upgraded connection until it closes.
-pub async fn run<S>(ws: WebSocketStream<S>, ctx: Arc<SessionContext>, params: SessionParams)
+/// Serves one upgraded connection until it closes. The setup runs now;
+/// the returned future holds only the session itself (what its parts need
+/// while running is boxed), keeping idle sessions small.
+pub fn run<S>(
+    ws: WebSocketStream<S>,
+    ctx: Arc<SessionContext>,
+    params: SessionParams,
+) -> impl std::future::Future<Output = ()> + Send
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let client = ctx.live.load().settings.client.clone();
+    let burst = ctx.live.load().settings.client.rate_burst;
     let mut session = Session {
         ws,
         outbox: params.outbox,
@@ -124,17 +133,20 @@ where
         last_seen: Instant::now(),
         expires: Instant::now(),
         bucket: Bucket {
-            tokens: client.rate_burst as f64,
+            tokens: burst as f64,
             last: Instant::now(),
             refused: 0,
         },
+        _guard: params.guard,
     };
     session.expires = session.expiry();
     if !params.channels.is_empty() {
         session.join(None, params.channels);
     }
-    let ending = session.serve().await;
-    session.finish(ending).await;
+    async move {
+        let ending = Box::pin(session.serve()).await;
+        Box::pin(session.finish(ending)).await;
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
