@@ -65,16 +65,26 @@ fn advance(q: &mut Queue, mut n: usize) {
 /// Writes as much of the queue as the socket takes without blocking.
 pub(super) fn write_queued(socket: &OwnedWriteHalf, q: &mut Queue) -> io::Result<()> {
     while !q.items.is_empty() {
-        let slices: Vec<IoSlice<'_>> = q
-            .items
-            .iter()
-            .take(MAX_IOVECS)
-            .filter_map(|i| match i {
-                Item::Wire(b) => Some(IoSlice::new(b)),
-                Item::Frame(_) => None,
-            })
-            .collect();
-        match socket.try_write_vectored(&slices) {
+        let written = if q.items.len() == 1 {
+            // One chunk (the common case at low rates): send(2), which
+            // skips writev's VFS path.
+            match q.items.front() {
+                Some(Item::Wire(b)) => socket.try_write(b),
+                _ => return Ok(()),
+            }
+        } else {
+            let slices: Vec<IoSlice<'_>> = q
+                .items
+                .iter()
+                .take(MAX_IOVECS)
+                .filter_map(|i| match i {
+                    Item::Wire(b) => Some(IoSlice::new(b)),
+                    Item::Frame(_) => None,
+                })
+                .collect();
+            socket.try_write_vectored(&slices)
+        };
+        match written {
             Ok(n) => advance(q, n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
             Err(e) => return Err(e),
