@@ -65,12 +65,10 @@ describe("SSE fallback", () => {
     await waitForMessage(page, "demo.quotes", "42.5");
   });
 
-  // Known server bug: an SSE stream that ends within server.handshake_timeout
-  // (here: the first page's EventSource, closed by the navigation above)
-  // panics its connection task in Server::handle ("`async fn` resumed after
-  // completion", src/server.rs). Marked todo so it is reported without
-  // failing the run; it passes once the server is fixed.
-  test("redcast logged no panic", { todo: "server panics when an SSE stream ends within handshake_timeout" }, () => {
+  // An SSE stream that ends within server.handshake_timeout (here: the
+  // first page's EventSource, closed by the navigation above) once panicked
+  // its connection task; the log must stay clean.
+  test("redcast logged no panic", () => {
     assertNoPanic(redcast.child);
   });
 });
