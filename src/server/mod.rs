@@ -8,6 +8,8 @@
 //! closed at once), `server.max_connections` (HTTP 503) and
 //! `client.max_connections_per_ip` (HTTP 429).
 
+mod limits;
+
 use crate::assets;
 use crate::handshake::{self, Body, Refusal};
 use crate::outbox::{Outbox, WireIo};
@@ -19,7 +21,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
-use prometheus_client::metrics::gauge::Gauge;
+use limits::{IpPermit, Permit};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -57,76 +59,6 @@ struct Streaming {
     ended: CancellationToken,
     /// A request was answered: a later idle timeout is not a failed handshake.
     served: AtomicBool,
-}
-
-/// A taken place under a limit; gives it back (counter and gauge) on drop.
-struct Permit {
-    counter: Arc<AtomicUsize>,
-    gauge: Gauge,
-}
-
-impl Permit {
-    /// Takes a place if fewer than `max` are taken.
-    fn try_take(counter: &Arc<AtomicUsize>, gauge: &Gauge, max: usize) -> Option<Permit> {
-        counter
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()?;
-        gauge.inc();
-        Some(Permit {
-            counter: counter.clone(),
-            gauge: gauge.clone(),
-        })
-    }
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        self.counter.fetch_sub(1, Ordering::AcqRel);
-        self.gauge.dec();
-    }
-}
-
-/// One client IP's place; the map entry goes when its count reaches zero,
-/// so the map never holds more entries than open connections.
-struct IpPermit {
-    map: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    ip: IpAddr,
-}
-
-impl IpPermit {
-    fn try_take(
-        map: &Arc<Mutex<HashMap<IpAddr, usize>>>,
-        ip: IpAddr,
-        max: usize,
-    ) -> Option<IpPermit> {
-        let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
-        let n = m.entry(ip).or_insert(0);
-        if max > 0 && *n >= max {
-            if *n == 0 {
-                m.remove(&ip);
-            }
-            return None;
-        }
-        *n += 1;
-        Some(IpPermit {
-            map: map.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for IpPermit {
-    fn drop(&mut self) {
-        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = m.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.ip);
-            }
-        }
-    }
 }
 
 impl Server {

@@ -1,0 +1,147 @@
+//! Server frames: replies to requests, and the message frames that are
+//! encoded once per Redis message and shared by every subscriber.
+
+use super::{Frame, RequestError};
+use bytes::Bytes;
+use serde::Serialize;
+use tungstenite::protocol::frame::Utf8Bytes;
+
+#[derive(Serialize)]
+struct Reply<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channels: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+}
+
+impl<'a> Reply<'a> {
+    fn new(kind: &'a str, id: Option<&'a str>) -> Self {
+        Self {
+            kind,
+            id,
+            channels: None,
+            code: None,
+            message: None,
+        }
+    }
+
+    fn encode(&self) -> Frame {
+        // Serializing plain strings into a String cannot fail.
+        Frame::text(serde_json::to_string(self).unwrap_or_default())
+    }
+}
+
+/// `{"type":"subscribed","id":..,"channels":[..]}`
+pub fn encode_subscribed(id: Option<&str>, channels: &[String]) -> Frame {
+    Reply {
+        channels: Some(channels),
+        ..Reply::new("subscribed", id)
+    }
+    .encode()
+}
+
+/// `{"type":"unsubscribed","id":..,"channels":[..]}`
+pub fn encode_unsubscribed(id: Option<&str>, channels: &[String]) -> Frame {
+    Reply {
+        channels: Some(channels),
+        ..Reply::new("unsubscribed", id)
+    }
+    .encode()
+}
+
+/// `{"type":"pong","id":..}`
+pub fn encode_pong(id: Option<&str>) -> Frame {
+    Reply::new("pong", id).encode()
+}
+
+/// `{"type":"published","id":..}`
+pub fn encode_published(id: Option<&str>) -> Frame {
+    Reply::new("published", id).encode()
+}
+
+/// `{"type":"refreshed","id":..}`
+pub fn encode_refreshed(id: Option<&str>) -> Frame {
+    Reply::new("refreshed", id).encode()
+}
+
+/// `{"type":"error","id":..,"code":..,"message":..}`
+pub fn encode_error(err: &RequestError) -> Frame {
+    Reply {
+        code: Some(err.code.as_str()),
+        message: Some(&err.message),
+        channels: (!err.channels.is_empty()).then_some(err.channels.as_slice()),
+        ..Reply::new("error", err.id.as_deref())
+    }
+    .encode()
+}
+
+/// The JSON envelope for one Redis message: `data` is the payload itself
+/// when it is valid JSON, else the payload as a JSON string (invalid UTF-8
+/// replaced by U+FFFD; raw mode delivers bytes untouched).
+pub fn encode_message(channel: &str, payload: &[u8]) -> Frame {
+    let mut out = Vec::with_capacity(payload.len() + channel.len() + 48);
+    out.extend_from_slice(br#"{"type":"message","channel":"#);
+    write_json_string(&mut out, channel);
+    out.extend_from_slice(br#","data":"#);
+    if is_json(payload) {
+        out.extend_from_slice(payload);
+    } else {
+        write_json_string(&mut out, &String::from_utf8_lossy(payload));
+    }
+    out.push(b'}');
+    // Built from valid UTF-8 pieces: the payload is valid JSON (thus UTF-8)
+    // or was escaped; the conversion cannot fail, but is checked anyway.
+    match String::from_utf8(out) {
+        Ok(s) => Frame::text(s),
+        Err(e) => Frame::Binary(Bytes::from(e.into_bytes())),
+    }
+}
+
+/// The payload verbatim: a text frame when it is UTF-8, else binary.
+pub fn encode_raw(payload: &[u8]) -> Frame {
+    let bytes = Bytes::copy_from_slice(payload);
+    match Utf8Bytes::try_from(bytes.clone()) {
+        Ok(text) => Frame::Text(text),
+        Err(_) => Frame::Binary(bytes),
+    }
+}
+
+/// A frame as it goes on the wire from a server: FIN, opcode, length,
+/// no mask (RFC 6455 section 5.2). Server frames are the same for every
+/// client, so one encoding is shared by all direct-mode subscribers.
+pub fn encode_wire(frame: &Frame) -> Bytes {
+    let (opcode, payload): (u8, &[u8]) = match frame {
+        Frame::Text(t) => (0x1, t.as_bytes()),
+        Frame::Binary(b) => (0x2, b),
+    };
+    let mut out = Vec::with_capacity(payload.len() + 10);
+    out.push(0x80 | opcode);
+    match payload.len() {
+        n if n < 126 => out.push(n as u8),
+        n if n <= u16::MAX as usize => {
+            out.push(126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
+    Bytes::from(out)
+}
+
+fn is_json(payload: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(payload).is_ok()
+}
+
+fn write_json_string(out: &mut Vec<u8>, s: &str) {
+    // Writing a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
