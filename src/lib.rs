@@ -12,15 +12,18 @@
 //! - [`reload`]: what SIGHUP swaps; [`assets`]: the served JS client and demo.
 //! - [`protocol`]: client requests and server frames (docs/protocol.md).
 //! - [`hub`]: channel to local subscribers; encodes each message once.
-//! - [`outbox`]: each session's bounded outbound queue.
+//! - [`outbox`]: each session's bounded outbound queue; on plain TCP its
+//!   direct path, which writes frames to the socket from the broker task.
 //! - [`broker`]: the one Redis pub/sub connection, reconnects, resubscribes.
 //! - [`admin`]: health, readiness and metrics.
 //! - [`metrics`], [`shutdown`].
 //!
 //! # The path of a message
-//! `Redis --(one pub/sub connection)--> broker --> hub (frame encoded once)
-//! --> each session's outbox (bounded) --> session writer (drains, one
-//! flush) --> socket`.
+//! `Redis --(one pub/sub connection)--> broker (takes every message at
+//! hand) --> hub (frame encoded once) --> each session's outbox (bounded)
+//! --> socket`: on plain TCP the broker then writes each touched outbox
+//! straight to its socket (one write per client per burst); with TLS the
+//! session's writer drains the outbox and flushes once.
 //!
 //! # The path of a request
 //! `socket --> session --> protocol (parse, validate) --> hub
