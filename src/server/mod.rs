@@ -1,6 +1,6 @@
 //! The public listener: accepts TCP, runs each handshake (TLS, then
 //! HTTP) in the connection's own task under `server.handshake_timeout`,
-//! and upgrades `GET /ws` to a WebSocket [`session`](crate::session).
+//! and upgrades `GET /ws` to a WebSocket [`session`](crate::session::run).
 //!
 //! The accept loop never waits on a peer and never exits on an accept
 //! error (EMFILE and friends are logged and retried after a short pause).

@@ -3,8 +3,8 @@
 //! The task waits on shutdown, its [`Outbox`] (frames from the hub), the
 //! socket (requests from the client), the ping timer and its token's
 //! expiry. Queued frames are written as one batch and flushed once
-//! ([`writer`]); requests are handled in [`requests`]. The session ends
-//! with a close frame whose code says why (see [`protocol::close`]).
+//! (`writer`); requests are handled in `requests`. The session ends
+//! with a close frame whose code says why (see [`crate::protocol::close`]).
 
 mod requests;
 mod writer;
