@@ -39,10 +39,10 @@ echo "== cargo fmt"
 cargo fmt --all -- --check
 
 echo "== cargo clippy"
-cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --workspace --all-targets -- -D warnings
 
 echo "== cargo test"
-cargo test --locked --all-targets
+cargo test --locked --workspace --all-targets
 
 echo "== client unit tests"
 node --test client/test/

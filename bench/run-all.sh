@@ -104,12 +104,26 @@ max_connections_per_ip = 0
 level = "warn"
 EOF
 
+# --- TLS: a self-signed certificate for localhost (wss:// cases) ---------
+# An end-entity certificate (CA:FALSE: webpki refuses a CA certificate as
+# the server's), trusted by redcast-bench through --ca-file.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+  -keyout "$OUT/tls-key.pem" -out "$OUT/tls-cert.pem" -days 3 -subj /CN=localhost \
+  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+  -addext "basicConstraints=critical,CA:FALSE" >"$OUT/openssl.log" 2>&1
+
 SERVER_ARGS=()
-start_server() { # target name
+start_server() { # target name   (RC_TLS=1: redcast serves wss://)
   local target=$1 name=$2
   SERVER_ARGS=()
   if [ "$target" = redcast ]; then
-    taskset -c 0 "$REDCAST" --config "$OUT/redcast.toml" --listen "127.0.0.1:$RC_PORT" \
+    local tls_env=() scheme=ws tls_args=()
+    if [ "${RC_TLS:-0}" = 1 ]; then
+      tls_env=(REDCAST_TLS__CERT="$OUT/tls-cert.pem" REDCAST_TLS__KEY="$OUT/tls-key.pem")
+      scheme=wss
+      tls_args=(--ca-file "$OUT/tls-cert.pem")
+    fi
+    env "${tls_env[@]}" taskset -c 0 "$REDCAST" --config "$OUT/redcast.toml" --listen "127.0.0.1:$RC_PORT" \
       --admin-listen "127.0.0.1:$ADMIN_PORT" --redis-url "redis://127.0.0.1:$REDIS_PORT" \
       >"$OUT/$name-redcast.server.log" 2>&1 &
     REDCAST_PID=$!
@@ -118,8 +132,11 @@ start_server() { # target name
       sleep 0.1
     done
     curl -sf "http://127.0.0.1:$ADMIN_PORT/readyz" >/dev/null
-    SERVER_ARGS=(--server-pid "$REDCAST_PID" --url "ws://127.0.0.1:$RC_PORT/ws"
-      --redis-url "redis://127.0.0.1:$REDIS_PORT")
+    # wss:// by name: the certificate is for localhost.
+    local host=127.0.0.1
+    if [ "$scheme" = wss ]; then host=localhost; fi
+    SERVER_ARGS=(--server-pid "$REDCAST_PID" --url "$scheme://$host:$RC_PORT/ws"
+      --redis-url "redis://127.0.0.1:$REDIS_PORT" "${tls_args[@]}")
   else
     NCHAN_DIR=$(NCHAN_WORKERS="${NCHAN_WORKERS:-1}" NCHAN_TASKSET=0 SKIP_INSTALL=1 \
       REDIS_PORT=$REDIS_PORT NCHAN_PORT=$NCHAN_PORT bench/nchan/setup.sh 2>/dev/null)
@@ -202,7 +219,7 @@ run_case() { # name target bench-args...
       echo "   (failed: see $OUT/$name-$target.err)" >&2
       tail -3 "$OUT/$name-$target.err" >&2 || true
     fi
-    grep -E "latency|µs/delivery|bytes/connection|connect wave  |reconnect wave|losses|other CPU" \
+    grep -E "latency|µs/delivery|bytes/connection|connect wave  |reconnect wave|losses|other CPU|kernel:" \
       "$OUT/$name-$target.txt" >&2 || true
     stop_server
     # Another process took a good part of a core during the window: the
@@ -232,6 +249,8 @@ both b-fanout-400 --scenario broadcast --clients 5000 --channels 10 --rate 400 -
 # reset), so these cases give nginx 2 workers, both still on core 0.
 run_case c-idle-19k redcast --scenario idle --clients 19000 --channels 0 --settle 3
 NCHAN_WORKERS=2 run_case c-idle-19k nchan --scenario idle --clients 19000 --channels 1 --settle 3
+# The same over TLS (wss://, redcast only): rustls state per connection.
+RC_TLS=1 run_case c-idle-19k-tls redcast --scenario idle --clients 19000 --channels 0 --settle 3
 both d-latency --scenario broadcast --clients 200 --channels 20 --rate 500 --duration 10
 run_case e-connect-storm redcast --scenario connect-storm --clients 19000 --channels 100
 NCHAN_WORKERS=2 run_case e-connect-storm nchan --scenario connect-storm --clients 19000 --channels 100
@@ -267,18 +286,25 @@ profile_run() { # label rate seconds-before tool... (@PID@: redcast's pid)
   stop_server
 }
 if [ "$PROFILE" = 1 ] && { [ -z "$ONLY" ] || [[ " $ONLY " == *" profile "* ]]; }; then
-  echo "== profiling redcast at 5,000 clients x 400 msg/s (perf record, perf trace -s)" >&2
+  echo "== profiling redcast at 5,000 clients x 40 and 400 msg/s (perf record, perf trace -s)" >&2
   # perf record: where the CPU goes (cpu-clock sampling: this machine has
-  # no hardware counters), 5 s in the middle of the publishing window.
-  profile_run profile-perf 400 5 \
-    perf record -e cpu-clock -F 999 -g -p @PID@ -o "$OUT/perf.data" -- sleep 5 \
-    >"$OUT/perf-record.log" 2>&1
-  if [ -s "$OUT/perf.data" ]; then
-    perf report -i "$OUT/perf.data" --no-children --sort sym -g none --percent-limit 0.7 \
-      2>/dev/null | grep -v '^#' | grep '%' | head -40 >"$OUT/perf-top.txt" || true
-    perf report -i "$OUT/perf.data" --no-children --sort dso -g none 2>/dev/null \
-      | grep -v '^#' | grep '%' | head -8 >"$OUT/perf-dso.txt" || true
-  fi
+  # no hardware counters), 5 s in the middle of the publishing window, at
+  # the rates of targets (a) and (b). "children" of the syscall entry
+  # points: the share of CPU spent inside send calls, kernel path included.
+  for r in 40 400; do
+    profile_run "profile-perf-$r" "$r" 5 \
+      perf record -e cpu-clock -F 999 -g -p @PID@ -o "$OUT/perf-$r.data" -- sleep 5 \
+      >"$OUT/perf-record-$r.log" 2>&1
+    if [ -s "$OUT/perf-$r.data" ]; then
+      perf report -i "$OUT/perf-$r.data" --no-children --sort sym -g none --percent-limit 0.7 \
+        2>/dev/null | grep -v '^#' | grep '%' | head -40 >"$OUT/perf-top-$r.txt" || true
+      perf report -i "$OUT/perf-$r.data" --no-children --sort dso -g none 2>/dev/null \
+        | grep -v '^#' | grep '%' | head -8 >"$OUT/perf-dso-$r.txt" || true
+      perf report -i "$OUT/perf-$r.data" --children --sort sym -g none 2>/dev/null \
+        | grep -v '^#' | grep -E '\] (__x64_sys_(sendto|sendmsg|writev|write|recvfrom|epoll_wait)|do_syscall_64|tcp_v4_rcv|__tcp_transmit_skb|sock_def_readable|__netif_receive_skb|process_backlog) *$' \
+        >"$OUT/perf-children-$r.txt" || true
+    fi
+  done
   # Syscalls per delivery, at both rates (batching differs): perf trace -s
   # (like strace -c, but without stopping the process at each call).
   for r in 40 400; do

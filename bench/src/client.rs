@@ -8,13 +8,14 @@
 //! publish-to-receive latency from the timestamp in the payload.
 
 use crate::payload::{self, Payload};
+use crate::tls::{Io, Tls};
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 use tokio::sync::{watch, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
@@ -122,6 +123,8 @@ pub struct Connector {
     /// for the first block (127.0.0.1).
     pub source_base: u8,
     pub retries: u32,
+    /// wss://: TLS over each TCP connection.
+    pub tls: Option<Tls>,
 }
 
 impl Connector {
@@ -173,7 +176,7 @@ impl Connector {
         ))
     }
 
-    async fn connect_once(&self, url: &str) -> anyhow::Result<WebSocketStream<TcpStream>> {
+    async fn connect_once(&self, url: &str) -> anyhow::Result<WebSocketStream<Io>> {
         let _permit = self.gate.acquire().await?;
         let n = self.attempts.fetch_add(1, Ordering::Relaxed);
         let socket = TcpSocket::new_v4()?;
@@ -185,6 +188,18 @@ impl Connector {
             .await
             .map_err(|_| anyhow::anyhow!("TCP connect timed out"))??;
         stream.set_nodelay(true)?;
+        let stream = match &self.tls {
+            None => Io::Plain(stream),
+            Some(tls) => {
+                let s = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    tls.connector.connect(tls.server_name.clone(), stream),
+                )
+                .await
+                .map_err(|_| anyhow::anyhow!("TLS handshake timed out"))??;
+                Io::Tls(Box::new(s))
+            }
+        };
         let (ws, _response) = tokio::time::timeout(
             Duration::from_secs(10),
             tokio_tungstenite::client_async_with_config(url, stream, Some(ws_config())),
@@ -403,6 +418,7 @@ mod tests {
             per_source: 10,
             source_base: 1,
             retries: 0,
+            tls: None,
         }
     }
 

@@ -15,12 +15,13 @@ mod payload;
 mod procfs;
 mod publish;
 mod report;
+mod tls;
 
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 use client::{Connector, Ctl, Shared, Target};
 use publish::Publisher;
-use report::{Cpu, Latency, Memory, Report, Storm};
+use report::{Cpu, KernelDelta, Latency, Memory, Report, Storm};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -57,10 +58,15 @@ struct Cli {
     scenario: Scenario,
     #[arg(long, value_enum, default_value = "redcast")]
     target: Target,
-    /// WebSocket URL. redcast: the /ws endpoint. Nchan: the subscriber
-    /// location, with `{channels}` where the comma-joined channels go.
+    /// WebSocket URL (ws:// or wss://). redcast: the /ws endpoint. Nchan:
+    /// the subscriber location, with `{channels}` where the comma-joined
+    /// channels go.
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
     url: String,
+    /// wss://: PEM file of the certificate(s) to trust (the server's
+    /// self-signed one); its name must match the URL's host.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
     /// Redis to PUBLISH to (redcast target).
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
@@ -147,14 +153,14 @@ struct Cli {
     progress: f64,
 }
 
-/// The address behind a ws:// or http:// URL; refuses anything that is
-/// not loopback.
-fn loopback_addr(url: &str) -> anyhow::Result<SocketAddr> {
+/// Scheme, host and port of a ws://, wss://, http:// or redis:// URL.
+fn url_parts(url: &str) -> anyhow::Result<(&str, &str, u16)> {
     let (scheme, rest) = url.split_once("://").context("URL without scheme")?;
     let default_port = match scheme {
         "ws" | "http" => 80,
+        "wss" => 443,
         "redis" => 6379,
-        _ => bail!("unsupported scheme in {url} (only ws://, http://, redis://)"),
+        _ => bail!("unsupported scheme in {url} (only ws://, wss://, http://, redis://)"),
     };
     let authority = rest.split(['/', '?']).next().unwrap_or("");
     let authority = authority.rsplit('@').next().unwrap_or(authority);
@@ -162,6 +168,12 @@ fn loopback_addr(url: &str) -> anyhow::Result<SocketAddr> {
         Some((h, p)) => (h, p.parse::<u16>().context("bad port")?),
         None => (authority, default_port),
     };
+    Ok((scheme, host, port))
+}
+
+/// The address behind a URL; refuses anything that is not loopback.
+fn loopback_addr(url: &str) -> anyhow::Result<SocketAddr> {
+    let (_, host, port) = url_parts(url)?;
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .with_context(|| format!("resolving {host}"))?
@@ -271,6 +283,15 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: &Cli, nofile: (u64, u64), pub_rt: Handle) -> anyhow::Result<()> {
     let dest = loopback_addr(&cli.url)?;
+    let tls = match url_parts(&cli.url)? {
+        ("wss", host, _) => {
+            let Some(ca) = &cli.ca_file else {
+                bail!("wss:// needs --ca-file (the server's certificate)");
+            };
+            Some(tls::Tls::new(ca, host)?)
+        }
+        _ => None,
+    };
     let scenario = cli.scenario;
     let channels = match scenario {
         Scenario::ManyChannels => cli.channels.unwrap_or(cli.clients),
@@ -328,6 +349,7 @@ async fn run(cli: &Cli, nofile: (u64, u64), pub_rt: Handle) -> anyhow::Result<()
     }
     let server_pids = cli.server_pid.clone();
     let rss_before = procfs::total_rss(&server_pids)?;
+    let kernel_before = procfs::kernel_mem();
 
     let conn = Arc::new(Connector {
         target: cli.target,
@@ -340,6 +362,7 @@ async fn run(cli: &Cli, nofile: (u64, u64), pub_rt: Handle) -> anyhow::Result<()
         per_source: cli.conns_per_source,
         source_base: cli.source_base,
         retries: cli.connect_retries,
+        tls,
     });
     let shared = Arc::new(Shared::new()?);
     let (ctl_tx, ctl_rx) = watch::channel(Ctl::default());
@@ -408,6 +431,7 @@ async fn run(cli: &Cli, nofile: (u64, u64), pub_rt: Handle) -> anyhow::Result<()
         first.verified.is_some()
     );
     let rss_connected = procfs::total_rss(&server_pids)?;
+    let kernel_connected = procfs::kernel_mem();
     let cpu_connect1 = cpu_snapshot(&server_pids, &cli.aux_pid)?;
 
     let mut report = Report::new(
@@ -425,6 +449,7 @@ async fn run(cli: &Cli, nofile: (u64, u64), pub_rt: Handle) -> anyhow::Result<()
         connect_start.elapsed().as_secs_f64(),
     ));
     report.connect = first.clone().into_storm(n);
+    report.kernel = Some(KernelDelta::new(kernel_before, kernel_connected, connected));
 
     let measure = matches!(
         scenario,
@@ -651,6 +676,12 @@ mod tests {
         assert!(loopback_addr("ws://10.0.0.1:8080/ws").is_err());
         assert!(loopback_addr("ws://192.168.1.1/ws").is_err());
         assert!(loopback_addr("ftp://127.0.0.1/").is_err());
+        assert!(loopback_addr("wss://localhost:8443/ws").is_ok());
+        assert!(loopback_addr("wss://example.com/ws").is_err());
+        assert_eq!(
+            url_parts("wss://localhost/ws").unwrap(),
+            ("wss", "localhost", 443)
+        );
     }
 
     #[test]

@@ -90,6 +90,75 @@ pub fn machine_busy() -> f64 {
     busy / clock_ticks()
 }
 
+/// Machine-wide kernel memory readings that grow with TCP sockets: on
+/// loopback both ends of every connection are on this machine, so a
+/// difference covers two sockets per connection.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct KernelMem {
+    /// /proc/net/sockstat `TCP: inuse`.
+    pub tcp_inuse: u64,
+    /// /proc/net/sockstat `TCP: mem`: pages charged to TCP socket buffers
+    /// (what net.ipv4.tcp_mem limits).
+    pub tcp_mem_pages: u64,
+    /// /proc/meminfo `SUnreclaim` (KiB): socket objects, inodes, files,
+    /// epoll items live here.
+    pub slab_unreclaimable_kib: u64,
+    /// /proc/meminfo `Slab` (KiB).
+    pub slab_kib: u64,
+    /// /proc/slabinfo `TCP` active objects (struct tcp_sock), if readable.
+    pub tcp_slab_objects: Option<u64>,
+    /// Their size in bytes.
+    pub tcp_slab_object_size: Option<u64>,
+}
+
+/// Reads [`KernelMem`]; fields that cannot be read stay 0 / None.
+pub fn kernel_mem() -> KernelMem {
+    let mut k = KernelMem::default();
+    if let Ok(s) = std::fs::read_to_string("/proc/net/sockstat") {
+        for line in s.lines() {
+            if let Some(rest) = line.strip_prefix("TCP:") {
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                for pair in f.chunks(2) {
+                    if let [key, val] = pair {
+                        let v = val.parse().unwrap_or(0);
+                        match *key {
+                            "inuse" => k.tcp_inuse = v,
+                            "mem" => k.tcp_mem_pages = v,
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if let Ok(s) = std::fs::read_to_string("/proc/meminfo") {
+        for line in s.lines() {
+            let kib = |rest: &str| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse()
+                    .unwrap_or(0)
+            };
+            if let Some(rest) = line.strip_prefix("SUnreclaim:") {
+                k.slab_unreclaimable_kib = kib(rest);
+            } else if let Some(rest) = line.strip_prefix("Slab:") {
+                k.slab_kib = kib(rest);
+            }
+        }
+    }
+    if let Ok(s) = std::fs::read_to_string("/proc/slabinfo") {
+        for line in s.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.first() == Some(&"TCP") {
+                k.tcp_slab_objects = f.get(1).and_then(|v| v.parse().ok());
+                k.tcp_slab_object_size = f.get(3).and_then(|v| v.parse().ok());
+            }
+        }
+    }
+    k
+}
+
 /// This process's own CPU seconds.
 pub fn self_cpu() -> f64 {
     cpu_seconds(std::process::id()).unwrap_or(0.0)
@@ -105,5 +174,6 @@ mod tests {
         assert!(cpu_seconds(pid).unwrap() >= 0.0);
         assert!(rss_kib(pid).unwrap() > 0);
         assert_eq!(total_rss(&[]).unwrap(), None);
+        assert!(kernel_mem().slab_kib > 0);
     }
 }

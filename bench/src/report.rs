@@ -1,5 +1,6 @@
 //! The report: JSON (serde) and a readable table.
 
+use crate::procfs::KernelMem;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::fmt::Write;
@@ -40,6 +41,9 @@ pub struct Report {
     pub latency: Option<Latency>,
     pub cpu: Option<Cpu>,
     pub memory: Option<Memory>,
+    /// Machine-wide kernel memory before the first connection and with
+    /// everyone connected (both ends of each loopback connection).
+    pub kernel: Option<KernelDelta>,
     pub errors: Vec<String>,
     pub notes: Vec<String>,
 }
@@ -156,6 +160,39 @@ impl Memory {
             bytes_per_connection: per(connected),
             bytes_per_connection_end: per(after),
         })
+    }
+}
+
+#[derive(Serialize)]
+pub struct KernelDelta {
+    pub before: KernelMem,
+    pub connected: KernelMem,
+    pub connections: usize,
+    /// Sockets that appeared: about 2 per connection on loopback.
+    pub sockets_added: i64,
+    /// TCP buffer pages (sockstat `mem`) added, in bytes per socket.
+    pub tcp_buffer_bytes_per_socket: Option<f64>,
+    /// Unreclaimable slab added (struct tcp_sock, inode, file, dentry,
+    /// epoll item ...), in bytes per socket.
+    pub slab_bytes_per_socket: Option<f64>,
+}
+
+impl KernelDelta {
+    pub fn new(before: KernelMem, connected: KernelMem, connections: usize) -> Self {
+        let sockets = connected.tcp_inuse as i64 - before.tcp_inuse as i64;
+        let per = |d: f64| (sockets > 0).then(|| d / sockets as f64);
+        Self {
+            before,
+            connected,
+            connections,
+            sockets_added: sockets,
+            tcp_buffer_bytes_per_socket: per((connected.tcp_mem_pages as f64
+                - before.tcp_mem_pages as f64)
+                * 4096.0),
+            slab_bytes_per_socket: per((connected.slab_unreclaimable_kib as f64
+                - before.slab_unreclaimable_kib as f64)
+                * 1024.0),
+        }
     }
 }
 
@@ -317,6 +354,19 @@ impl Report {
                     "{} ({})",
                     opt(m.bytes_per_connection, 0),
                     opt(m.bytes_per_connection_end, 0)
+                ),
+            );
+        }
+        if let Some(k) = &self.kernel {
+            row(
+                "kernel: sockets added, TCP buffer / slab bytes per socket",
+                format!(
+                    "{} ({} -> {} TCP mem pages), {} / {}",
+                    k.sockets_added,
+                    k.before.tcp_mem_pages,
+                    k.connected.tcp_mem_pages,
+                    opt(k.tcp_buffer_bytes_per_socket, 0),
+                    opt(k.slab_bytes_per_socket, 0)
                 ),
             );
         }

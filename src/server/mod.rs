@@ -332,7 +332,7 @@ impl Server {
 
 /// Eagerly allocated read buffer per WebSocket. Client requests are small
 /// JSON; a larger frame grows the buffer only while it is being read.
-pub const READ_BUFFER_BYTES: usize = 512;
+pub const READ_BUFFER_BYTES: usize = 256;
 
 /// What the admission decided, carried into the session task.
 type Admitted = (crate::hub::Format, Vec<String>, crate::auth::Identity);
