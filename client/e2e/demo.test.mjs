@@ -7,7 +7,7 @@ import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import {
-  ARTIFACTS, TIMEOUT, assertNoPanic, cleanup, openBrowser, publish, startRedcast, startRedis, text,
+  ARTIFACTS, TIMEOUT, assertNoPanic, publish, startStack, stopStack, text,
   waitForMessage, waitForRedisSubscribers, waitForState,
 } from "./harness.mjs";
 
@@ -16,21 +16,13 @@ const CHANNELS = ["demo.ticks", "demo.news", "demo.alerts"];
 describe("demo page", () => {
   let redis, redcast, browser, page;
 
+  const stack = {};
+
   before(async () => {
-    redis = await startRedis();
-    redcast = await startRedcast({ redisPort: redis.port });
-    browser = await openBrowser();
-    page = browser.page;
+    ({ redis, redcast, browser, page } = await startStack(stack));
   });
 
-  after(async () => {
-    redcast?.child.saveLog("demo-redcast.log");
-    await cleanup(
-      () => browser?.close(),
-      () => redcast?.stop(),
-      () => redis?.stop(),
-    );
-  });
+  after(() => stopStack(stack, "demo-redcast.log"));
 
   test("subscribes to the default channels and shows a published message", async () => {
     await page.goto(`${redcast.url}/demo`);

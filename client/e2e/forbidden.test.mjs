@@ -8,28 +8,20 @@ import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import {
-  ARTIFACTS, TIMEOUT, assertNoPanic, cleanup, openBrowser, publish, startRedcast, startRedis,
+  ARTIFACTS, TIMEOUT, assertNoPanic, publish, startStack, stopStack,
   waitForMessage, waitForRedisSubscribers, waitForState,
 } from "./harness.mjs";
 
 describe("forbidden channel", () => {
   let redis, redcast, browser, page;
 
+  const stack = {};
+
   before(async () => {
-    redis = await startRedis();
-    redcast = await startRedcast({ redisPort: redis.port });
-    browser = await openBrowser();
-    page = browser.page;
+    ({ redis, redcast, browser, page } = await startStack(stack));
   });
 
-  after(async () => {
-    redcast?.child.saveLog("forbidden-redcast.log");
-    await cleanup(
-      () => browser?.close(),
-      () => redcast?.stop(),
-      () => redis?.stop(),
-    );
-  });
+  after(() => stopStack(stack, "forbidden-redcast.log"));
 
   test("the page shows the forbidden error and still gets the allowed channel", async () => {
     await page.goto(`${redcast.url}/demo?channel=demo.alerts&channel=secret.plans&channel=bad%20name`);

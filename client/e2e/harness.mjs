@@ -436,3 +436,25 @@ export async function cleanup(...steps) {
   }
   if (first) throw first;
 }
+
+/**
+ * Starts Redis, redcast and a browser page into `stack` (filled as it goes,
+ * so that stopStack can tear down whatever did start).
+ */
+export async function startStack(stack) {
+  stack.redis = await startRedis();
+  stack.redcast = await startRedcast({ redisPort: stack.redis.port });
+  stack.browser = await openBrowser();
+  stack.page = stack.browser.page;
+  return stack;
+}
+
+/** Saves redcast's log as `logName` and stops everything startStack started. */
+export async function stopStack(stack, logName) {
+  if (logName) stack.redcast?.child.saveLog(logName);
+  await cleanup(
+    () => stack.browser?.close(),
+    () => stack.redcast?.stop(),
+    () => stack.redis?.stop(),
+  );
+}

@@ -5,19 +5,19 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import {
-  assertNoPanic, cleanup, openBrowser, publish, startRedcast, startRedis, text,
+  assertNoPanic, cleanup, publish, startRedcast, text,
   waitForMessage, waitForRedisSubscribers, waitForState,
+  startStack,
 } from "./harness.mjs";
 
 describe("server restart", () => {
   let redis, redcast, browser, page;
   const logs = [];
 
+  const stack = {};
+
   before(async () => {
-    redis = await startRedis();
-    redcast = await startRedcast({ redisPort: redis.port });
-    browser = await openBrowser();
-    page = browser.page;
+    ({ redis, redcast, browser, page } = await startStack(stack));
   });
 
   after(async () => {
