@@ -253,3 +253,43 @@ async fn silent_handshake_is_dropped_after_the_timeout() {
     }
     assert!(metric(&gw, "redcast_connections_rejected_total").await >= 2.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_pending_handshakes_are_closed_at_once() {
+    use tokio::io::AsyncReadExt;
+    let redis = Redis::start();
+    let gw = gateway(
+        &redis,
+        &[
+            ("REDCAST_SERVER__MAX_PENDING_HANDSHAKES", "2"),
+            ("REDCAST_SERVER__HANDSHAKE_TIMEOUT", "30s"),
+        ],
+    )
+    .await;
+    // Two silent peers hold both handshake places (for up to 30 s).
+    let _a = tokio::net::TcpStream::connect(gw.ws_addr).await.unwrap();
+    let _b = tokio::net::TcpStream::connect(gw.ws_addr).await.unwrap();
+    wait_until("both places taken", || async {
+        metric(&gw, "redcast_handshakes_pending").await == 2.0
+    })
+    .await;
+    let mut third = tokio::net::TcpStream::connect(gw.ws_addr).await.unwrap();
+    let mut buf = [0u8; 8];
+    let n = tokio::time::timeout(DEADLINE, third.read(&mut buf))
+        .await
+        .expect("closed, not held")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    wait_until("counted", || async {
+        metric(&gw, "redcast_connections_rejected_total").await >= 1.0
+    })
+    .await;
+    // Established sessions are not handshakes: they are not limited by it.
+    drop((_a, _b));
+    wait_until("places free", || async {
+        metric(&gw, "redcast_handshakes_pending").await == 0.0
+    })
+    .await;
+    let mut ws = connect(&gw, "/ws").await;
+    assert_still_works(&mut ws).await;
+}
