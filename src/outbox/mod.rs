@@ -147,7 +147,7 @@ impl Outbox {
             Some(_) => Item::Wire(protocol::encode_wire(&frame)),
             None => Item::Frame(frame),
         };
-        self.push_item(item, None, false)
+        self.push_item(item, None, false).0
     }
 
     /// Queues a message that arrived at `received`, as part of a batch of
@@ -156,19 +156,14 @@ impl Outbox {
     /// needs [`Outbox::flush_now`] once the batch is queued), so that a
     /// burst goes out as one vectored write per client.
     pub fn push_message(&self, msg: &Outgoing, received: Instant) -> (Push, bool) {
-        let Some(_) = self.socket else {
-            return (
-                self.push_item(Item::Frame(msg.frame.clone()), Some(received), false),
+        match self.socket {
+            None => (
+                self.push_item(Item::Frame(msg.frame.clone()), Some(received), false)
+                    .0,
                 false,
-            );
-        };
-        let q = self.lock();
-        let first = q.items.is_empty();
-        drop(q);
-        (
-            self.push_item(Item::Wire(msg.wire().clone()), Some(received), true),
-            first,
-        )
+            ),
+            Some(_) => self.push_item(Item::Wire(msg.wire().clone()), Some(received), true),
+        }
     }
 
     /// Writes what the socket takes now (direct mode, after a batch); the
@@ -189,33 +184,36 @@ impl Outbox {
         }
     }
 
-    fn push_item(&self, item: Item, received: Option<Instant>, deferred: bool) -> Push {
+    /// Queues (or writes) an item; also says whether the queue was empty,
+    /// read under the same lock (a deferred push into an empty queue makes
+    /// the caller responsible for flushing it).
+    fn push_item(&self, item: Item, received: Option<Instant>, deferred: bool) -> (Push, bool) {
         let cost = item.len() + FRAME_OVERHEAD;
         let mut q = self.lock();
         if q.closed || q.overflowed || q.broken {
-            return Push::Closed;
+            return (Push::Closed, false);
         }
         if !q.items.is_empty() && q.bytes + cost > self.max_bytes {
             overflow(&mut q);
             drop(q);
             self.notify.notify_one();
-            return Push::Overflow;
+            return (Push::Overflow, false);
         }
         let was_empty = q.items.is_empty();
         if deferred {
             // The batch's flush_now writes it; no wake-up needed.
-            return self.enqueue(q, item, received, false);
+            return (self.enqueue(q, item, received, false), was_empty);
         }
         if was_empty {
             if let (Some(socket), Item::Wire(bytes)) = (&self.socket, &item) {
                 return match direct::try_send(socket, bytes, &mut q) {
-                    None => Push::Queued,
+                    None => (Push::Queued, true),
                     // Partly written or refused: the rest waits for the writer.
-                    Some(rest) => self.enqueue(q, Item::Wire(rest), received, true),
+                    Some(rest) => (self.enqueue(q, Item::Wire(rest), received, true), true),
                 };
             }
         }
-        self.enqueue(q, item, received, was_empty)
+        (self.enqueue(q, item, received, was_empty), was_empty)
     }
 
     fn enqueue(
