@@ -45,3 +45,9 @@ impl Hangup {
         }
     }
 }
+
+/// When one client closes during a drain: a uniform point in the drain
+/// window, so that clients do not all reconnect elsewhere at once.
+pub fn drain_moment(window: std::time::Duration) -> tokio::time::Instant {
+    tokio::time::Instant::now() + window.mul_f64(rand::random::<f64>())
+}

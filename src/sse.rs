@@ -135,10 +135,7 @@ async fn serve(
         )
     };
     let leeway = ctx.live.load().policy.leeway;
-    let expiry = Instant::now()
-        + p.identity
-            .time_left(leeway)
-            .unwrap_or(Duration::from_secs(86_400 * 365));
+    let expiry = p.identity.deadline(leeway);
     let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut close_at: Option<Instant> = None;
@@ -170,7 +167,7 @@ async fn serve(
             biased;
             _ = tx.closed() => return End::Gone,
             _ = ctx.shutdown.cancelled(), if close_at.is_none() => {
-                close_at = Some(Instant::now() + window.mul_f64(rand::random::<f64>()));
+                close_at = Some(crate::shutdown::drain_moment(window));
             }
             _ = tokio::time::sleep_until(close_at.unwrap_or(expiry)), if close_at.is_some() => return End::Shutdown,
             _ = tokio::time::sleep_until(expiry) => return End::Expired,

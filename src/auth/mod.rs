@@ -28,17 +28,19 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// Time left until the token expires (plus leeway), if it does.
-    pub fn time_left(&self, leeway: Duration) -> Option<Duration> {
-        let exp = self.expires_at?;
+    /// When the token (plus leeway) runs out; a year away without a token
+    /// (far enough never to fire, near enough for the timer wheel).
+    pub fn deadline(&self, leeway: Duration) -> tokio::time::Instant {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        Some(
-            Duration::from_secs(exp)
+        let left = match self.expires_at {
+            Some(exp) => Duration::from_secs(exp)
                 .saturating_add(leeway)
                 .saturating_sub(now),
-        )
+            None => Duration::from_secs(86_400 * 365),
+        };
+        tokio::time::Instant::now() + left
     }
 }
 

@@ -197,6 +197,12 @@ impl Broker {
             }
         }
         self.hub.flush(&mut dirty);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        self.metrics
+            .redis_last_message_unix
+            .set(now.as_secs() as i64);
         self.dirty = dirty;
         // One observation per batch: until its oldest message was written
         // (direct) or queued for the client's writer.
@@ -212,12 +218,6 @@ impl Broker {
 
     fn deliver(&self, msg: redis::Msg, received: Instant, dirty: &mut Vec<Arc<Outbox>>) {
         self.metrics.redis_messages.inc();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        self.metrics
-            .redis_last_message_unix
-            .set(now.as_secs() as i64);
         let channel = msg.get_channel_name();
         if channel == self.probe.channel {
             return self.probe.received(msg.get_payload_bytes());

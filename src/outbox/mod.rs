@@ -132,11 +132,6 @@ impl Outbox {
         }
     }
 
-    /// Whether pushes write straight to the socket.
-    pub fn is_direct(&self) -> bool {
-        self.socket.is_some()
-    }
-
     fn lock(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -20,7 +20,6 @@ use arc_swap::ArcSwap;
 use futures_util::StreamExt;
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::WebSocketStream;
@@ -207,18 +206,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// When to close during a drain: a uniform point in the drain window,
     /// so that clients do not all reconnect elsewhere at the same instant.
     fn drain_moment(&self) -> Instant {
-        let window = self.ctx.live.load().settings.server.drain_window;
-        Instant::now() + window.mul_f64(rand::random::<f64>())
+        crate::shutdown::drain_moment(self.ctx.live.load().settings.server.drain_window)
     }
 
     /// When the token (plus leeway) runs out; far away without a token.
     pub(super) fn expiry(&self) -> Instant {
-        let leeway = self.ctx.live.load().policy.leeway;
-        let left = self
-            .identity
-            .time_left(leeway)
-            .unwrap_or(Duration::from_secs(86_400 * 365));
-        Instant::now() + left
+        self.identity.deadline(self.ctx.live.load().policy.leeway)
     }
 
     fn on_incoming(&mut self, msg: Option<Result<Message, WsError>>) -> Option<Ending> {
