@@ -113,11 +113,14 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
   -addext "basicConstraints=critical,CA:FALSE" >"$OUT/openssl.log" 2>&1
 
 SERVER_ARGS=()
+SERVER_PIDS="" # the server's processes, comma-separated (for perf -p)
 start_server() { # target name   (RC_TLS=1: redcast serves wss://)
   local target=$1 name=$2
   SERVER_ARGS=()
   if [ "$target" = redcast ]; then
     local tls_env=() scheme=ws tls_args=()
+    # RC_DIRECT=0: server.direct_writes off (the design-gain rows).
+    if [ "${RC_DIRECT:-1}" = 0 ]; then tls_env+=(REDCAST_SERVER__DIRECT_WRITES=false); fi
     if [ "${RC_TLS:-0}" = 1 ]; then
       tls_env=(REDCAST_TLS__CERT="$OUT/tls-cert.pem" REDCAST_TLS__KEY="$OUT/tls-key.pem")
       scheme=wss
@@ -135,6 +138,7 @@ start_server() { # target name   (RC_TLS=1: redcast serves wss://)
     # wss:// by name: the certificate is for localhost.
     local host=127.0.0.1
     if [ "$scheme" = wss ]; then host=localhost; fi
+    SERVER_PIDS="$REDCAST_PID"
     SERVER_ARGS=(--server-pid "$REDCAST_PID" --url "$scheme://$host:$RC_PORT/ws"
       --redis-url "redis://127.0.0.1:$REDIS_PORT" "${tls_args[@]}")
   else
@@ -143,7 +147,11 @@ start_server() { # target name   (RC_TLS=1: redcast serves wss://)
     local master
     master=$(cat "$NCHAN_DIR/nginx.pid")
     SERVER_ARGS=(--server-pid "$master")
-    for w in $(pgrep -P "$master"); do SERVER_ARGS+=(--server-pid "$w"); done
+    SERVER_PIDS="$master"
+    for w in $(pgrep -P "$master"); do
+      SERVER_ARGS+=(--server-pid "$w")
+      SERVER_PIDS="$SERVER_PIDS,$w"
+    done
     SERVER_ARGS+=(--url "ws://127.0.0.1:$NCHAN_PORT/sub/{channels}"
       --publish-url "http://127.0.0.1:$NCHAN_PORT/pub/{channel}")
   fi
@@ -260,24 +268,40 @@ both mixed --scenario mixed --clients 2000 --channels 100 --subs-per-client 3 --
 run_case reconnect-storm redcast --scenario reconnect-storm --clients 19000 --channels 100
 NCHAN_WORKERS=2 run_case reconnect-storm nchan --scenario reconnect-storm --clients 19000 --channels 100
 
-# --- profile of redcast at the 200,000 deliveries/s point ----------------
-delivered_total() {
-  curl -sf "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^redcast_frames_delivered_total /{print $2}'
+# Design gain: the same cases with server.direct_writes off, i.e. every
+# delivery through the session's writer task, as before direct mode (and as
+# over TLS). The rows next to the default ones show what direct mode buys.
+RC_DIRECT=0 run_case a-fanout-40-queued redcast --scenario broadcast --clients 5000 --channels 10 --rate 40 --duration 10
+RC_DIRECT=0 run_case b-fanout-400-queued redcast --scenario broadcast --clients 5000 --channels 10 --rate 400 --duration 10
+RC_DIRECT=0 run_case mixed-queued redcast --scenario mixed --clients 2000 --channels 100 --subs-per-client 3 --rate 500 --duration 10
+
+# --- profiles: redcast at (a) and (b), Nchan at (a), both in a storm --------
+delivered_total() { # redcast's frames delivered so far (Nchan: none)
+  if [ -n "$REDCAST_PID" ]; then
+    curl -sf "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^redcast_frames_delivered_total /{print $2}'
+  else
+    echo 0
+  fi
 }
-profile_run() { # label rate seconds-before tool... (@PID@: redcast's pid)
-  local label=$1 rate=$2 pause=$3
+# target label seconds-before bench-args... -- tool... (@PID@: the server's
+# processes, comma-separated)
+profile_run() {
+  local target=$1 label=$2 pause=$3
   shift 3
+  local bargs=()
+  while [ "$1" != -- ]; do bargs+=("$1"); shift; done
+  shift
   wait_quiet "$label"
-  start_server redcast "$label"
-  taskset -c 1 "$BENCH" --target redcast --label "$label" --aux-pid "$REDIS_PID" \
+  start_server "$target" "$label"
+  taskset -c 1 "$BENCH" --target "$target" --label "$label" --aux-pid "$REDIS_PID" \
     --source-base "$SOURCE_BASE" --max-run 120 --json "$OUT/$label.json" "${SERVER_ARGS[@]}" \
-    --scenario broadcast --clients 5000 --channels 10 --rate "$rate" --duration 12 \
-    >"$OUT/$label.txt" 2>"$OUT/$label.err" &
+    "${bargs[@]}" >"$OUT/$label.txt" 2>"$OUT/$label.err" &
   local bench_pid=$!
   SOURCE_BASE=$((SOURCE_BASE + 4))
+  if [ "$SOURCE_BASE" -gt 240 ]; then SOURCE_BASE=2; fi
   sleep "$pause"
   local d0 d1 args=()
-  for a in "$@"; do args+=("${a//@PID@/$REDCAST_PID}"); done
+  for a in "$@"; do args+=("${a//@PID@/$SERVER_PIDS}"); done
   d0=$(delivered_total)
   "${args[@]}" || true
   d1=$(delivered_total)
@@ -285,30 +309,48 @@ profile_run() { # label rate seconds-before tool... (@PID@: redcast's pid)
   wait "$bench_pid" || true
   stop_server
 }
+perf_reports() { # tag: summaries of $OUT/perf-<tag>.data
+  local tag=$1 data="$OUT/perf-$1.data"
+  [ -s "$data" ] || return 0
+  perf report -i "$data" --no-children --sort sym -g none --percent-limit 0.7 \
+    2>/dev/null | grep -v '^#' | grep '%' | head -40 >"$OUT/perf-top-$tag.txt" || true
+  perf report -i "$data" --no-children --sort dso -g none 2>/dev/null \
+    | grep -v '^#' | grep '%' | head -8 >"$OUT/perf-dso-$tag.txt" || true
+  perf report -i "$data" --children --sort sym -g none 2>/dev/null \
+    | grep -v '^#' | grep -E '\] (__x64_sys_(sendto|sendmsg|writev|write|recvfrom|epoll_wait|epoll_ctl|accept4|close|connect)|do_syscall_64|tcp_v4_rcv|__tcp_transmit_skb|sock_def_readable|__netif_receive_skb|process_backlog|asm_exc_page_fault) *$' \
+    >"$OUT/perf-children-$tag.txt" || true
+}
+FANOUT=(--scenario broadcast --clients 5000 --channels 10 --duration 12)
 if [ "$PROFILE" = 1 ] && { [ -z "$ONLY" ] || [[ " $ONLY " == *" profile "* ]]; }; then
-  echo "== profiling redcast at 5,000 clients x 40 and 400 msg/s (perf record, perf trace -s)" >&2
+  echo "== profiling (perf record, perf trace -s)" >&2
   # perf record: where the CPU goes (cpu-clock sampling: this machine has
   # no hardware counters), 5 s in the middle of the publishing window, at
-  # the rates of targets (a) and (b). "children" of the syscall entry
+  # the rates of targets (a) and (b); Nchan at (a) too, for the split of
+  # its CPU between the kernel and nginx. "children" of the syscall entry
   # points: the share of CPU spent inside send calls, kernel path included.
   for r in 40 400; do
-    profile_run "profile-perf-$r" "$r" 5 \
+    profile_run redcast "profile-perf-$r" 5 "${FANOUT[@]}" --rate "$r" -- \
       perf record -e cpu-clock -F 999 -g -p @PID@ -o "$OUT/perf-$r.data" -- sleep 5 \
       >"$OUT/perf-record-$r.log" 2>&1
-    if [ -s "$OUT/perf-$r.data" ]; then
-      perf report -i "$OUT/perf-$r.data" --no-children --sort sym -g none --percent-limit 0.7 \
-        2>/dev/null | grep -v '^#' | grep '%' | head -40 >"$OUT/perf-top-$r.txt" || true
-      perf report -i "$OUT/perf-$r.data" --no-children --sort dso -g none 2>/dev/null \
-        | grep -v '^#' | grep '%' | head -8 >"$OUT/perf-dso-$r.txt" || true
-      perf report -i "$OUT/perf-$r.data" --children --sort sym -g none 2>/dev/null \
-        | grep -v '^#' | grep -E '\] (__x64_sys_(sendto|sendmsg|writev|write|recvfrom|epoll_wait)|do_syscall_64|tcp_v4_rcv|__tcp_transmit_skb|sock_def_readable|__netif_receive_skb|process_backlog) *$' \
-        >"$OUT/perf-children-$r.txt" || true
-    fi
+    perf_reports "$r"
+  done
+  profile_run nchan profile-perf-nchan-40 5 "${FANOUT[@]}" --rate 40 -- \
+    perf record -e cpu-clock -F 999 -g -p @PID@ -o "$OUT/perf-nchan-40.data" -- sleep 5 \
+    >"$OUT/perf-record-nchan-40.log" 2>&1
+  perf_reports nchan-40
+  # The connect wave of (e): 19,000 clients on 100 channels, held 3 s
+  # (idle scenario), so the 2.5 s sample covers the wave and no teardown.
+  for t in redcast nchan; do
+    NCHAN_WORKERS=2 profile_run "$t" "profile-perf-storm-$t" 0 \
+      --scenario idle --clients 19000 --channels 100 --settle 3 -- \
+      perf record -e cpu-clock -F 999 -g -p @PID@ -o "$OUT/perf-storm-$t.data" -- sleep 2.5 \
+      >"$OUT/perf-record-storm-$t.log" 2>&1
+    perf_reports "storm-$t"
   done
   # Syscalls per delivery, at both rates (batching differs): perf trace -s
   # (like strace -c, but without stopping the process at each call).
   for r in 40 400; do
-    profile_run "profile-syscalls-$r" "$r" 5 \
+    profile_run redcast "profile-syscalls-$r" 5 "${FANOUT[@]}" --rate "$r" -- \
       timeout 20 perf trace -s -p @PID@ -o "$OUT/syscalls-$r.txt" -- sleep 4
   done
 fi

@@ -99,8 +99,19 @@ async fn one_redis_subscription_per_channel_released_after_last_leaves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_subscriber_gets_every_message_once_in_order() {
+    every_message_once_in_order(&[]).await;
+}
+
+/// The same with `server.direct_writes` off: plain TCP through the
+/// session's writer task, as TLS connections always are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_once_in_order_without_direct_writes() {
+    every_message_once_in_order(&[("REDCAST_SERVER__DIRECT_WRITES", "false")]).await;
+}
+
+async fn every_message_once_in_order(env: &[(&str, &str)]) {
     let redis = Redis::start();
-    let gw = gateway(&redis, &[]).await;
+    let gw = gateway(&redis, env).await;
     let mut clients = Vec::new();
     for _ in 0..5 {
         clients.push(subscribed_client(&gw, &["seq", "other"]).await);

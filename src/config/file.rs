@@ -21,6 +21,8 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_DRAIN_WINDOW: Duration = Duration::from_secs(10);
 /// Default deadline for the whole shutdown (longer than the window).
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// Default for `server.direct_writes`: on (fewer wake-ups and writes).
+pub const DEFAULT_DIRECT_WRITES: bool = true;
 /// Default largest client frame (and client message) in bytes.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Default cap on channels one connection may subscribe to.
@@ -93,6 +95,8 @@ pub struct ServerSection {
     pub trusted_proxies: Vec<String>,
     /// Serve the live demo page at `/demo`.
     pub demo: bool,
+    /// Plain TCP: the delivery path writes frames straight to sockets.
+    pub direct_writes: bool,
 }
 
 impl Default for ServerSection {
@@ -106,6 +110,7 @@ impl Default for ServerSection {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             trusted_proxies: Vec::new(),
             demo: false,
+            direct_writes: DEFAULT_DIRECT_WRITES,
         }
     }
 }

@@ -71,6 +71,7 @@ impl Settings {
                 ("drain_timeout", d(sv.drain_timeout)),
                 ("trusted_proxies", list(&proxies)),
                 ("demo", Value::Boolean(sv.demo)),
+                ("direct_writes", Value::Boolean(sv.direct_writes)),
             ]),
         );
         t.insert("admin".into(), table([("listen", s(self.admin.listen))]));

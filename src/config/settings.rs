@@ -40,6 +40,9 @@ pub struct ServerSettings {
     pub drain_timeout: Duration,
     pub trusted_proxies: Vec<IpNet>,
     pub demo: bool,
+    /// Plain TCP only: the broker writes pre-encoded frames straight to
+    /// client sockets instead of waking each session's writer.
+    pub direct_writes: bool,
 }
 
 /// `[admin]`, validated.
@@ -172,6 +175,7 @@ impl Settings {
             drain_timeout: raw.server.drain_timeout,
             trusted_proxies: validate_proxies(&raw.server.trusted_proxies)?,
             demo: raw.server.demo,
+            direct_writes: raw.server.direct_writes,
         };
         if server.drain_timeout <= server.drain_window {
             return Err(err(

@@ -270,7 +270,7 @@ impl Server {
                 permits,
             };
             let tracker = server.tracker.clone();
-            match upgraded.downcast::<TokioIo<TcpStream>>() {
+            match direct_parts(upgraded, start.live.settings.server.direct_writes) {
                 Ok(parts) => server.run_direct(parts, start).map(|s| tracker.spawn(s)),
                 Err(upgraded) => server.run_queued(upgraded, start).map(|s| tracker.spawn(s)),
             };
@@ -327,6 +327,19 @@ impl Server {
         let permit = Permit::try_take(&self.open, &metrics.connections_open, max)
             .ok_or(Refusal::AtCapacity)?;
         Ok((permit, ip_permit))
+    }
+}
+
+/// The plain TCP stream under `upgraded` when direct writes apply;
+/// otherwise the connection as it is (TLS, or `server.direct_writes` off).
+fn direct_parts(
+    upgraded: Upgraded,
+    enabled: bool,
+) -> Result<hyper::upgrade::Parts<TokioIo<TcpStream>>, Upgraded> {
+    if enabled {
+        upgraded.downcast::<TokioIo<TcpStream>>()
+    } else {
+        Err(upgraded)
     }
 }
 
