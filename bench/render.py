@@ -335,7 +335,12 @@ for (case, t), r in R.items():
             continue
         notes.append(f"{case} / {t}: {n}")
     for e in r.get("errors", []):
-        notes.append(f"{case} / {t}: error seen: {e}")
+        why = ""
+        if "503" in e and case == "reconnect-storm":
+            why = (" (server.max_connections = 19,900 was reached for a moment: the "
+                   "dropped connections still held their places until the server had "
+                   "read their close; those clients retried and connected)")
+        notes.append(f"{case} / {t}: error seen: {e}{why}")
     if r.get("publish_errors"):
         notes.append(f"{case} / {t}: {r['publish_errors']} publish errors "
                      f"({r.get('publish_error')})")
@@ -676,7 +681,7 @@ def why_section():
                      "evenly spaced). A write costs the server about "
                      f"W = {num(kern_us, 2)} µs of kernel time (the single-frame send "
                      "of (a)), so ≤ 3 µs per delivery allows at most 3/W writes per "
-                     "frame. A write carrying k frames of one client has held its first "
+                     "delivery. A write carrying k frames of one client has held its first "
                      "k − 1 frames for at least 25 ms each (the gap to the next frame), "
                      "so at least 1 − 3/W of all frames wait ≥ 25 ms: here "
                      f"{share * 100:.0f} %. A p99 under 20 ms allows 1 %, which needs "

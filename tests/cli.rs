@@ -88,6 +88,10 @@ fn errors_name_the_file_the_key_and_why() {
         ),
         ("[redis]\nurl = \"http://x\"\n", "redis.url"),
         ("[log]\nformat = \"xml\"\n", "log.format"),
+        (
+            "[server]\ndirect_writes = \"yes\"\n",
+            "server.direct_writes",
+        ),
         ("[server\n", "TOML"),
     ];
     for (text, key) in cases {
@@ -132,6 +136,8 @@ fn environment_overrides_file_and_flags_override_environment() {
     assert!(!ok && err.contains("nope"), "{err}");
     let (ok, _, err) = check("", &[("REDCAST_CLIENT__MAX_SUBSCRIPTIONS", "many")]);
     assert!(!ok && err.contains("client.max_subscriptions"), "{err}");
+    let (ok, _, err) = check("", &[("REDCAST_SERVER__DIRECT_WRITES", "maybe")]);
+    assert!(!ok && err.contains("server.direct_writes"), "{err}");
 }
 
 #[test]

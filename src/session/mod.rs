@@ -182,7 +182,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         _ => Ending::EXPIRED,
                     };
                 }
-            _ = self.outbox.ready() => {}
+                _ = self.outbox.ready() => {}
                 msg = self.ws.next() => {
                     if let Some(ending) = self.on_incoming(msg) {
                         return ending;
