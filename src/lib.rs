@@ -21,9 +21,10 @@
 //! # The path of a message
 //! `Redis --(one pub/sub connection)--> broker (takes every message at
 //! hand) --> hub (frame encoded once) --> each session's outbox (bounded)
-//! --> socket`: on plain TCP the broker then writes each touched outbox
-//! straight to its socket (one write per client per burst); with TLS the
-//! session's writer drains the outbox and flushes once.
+//! --> socket`: on plain TCP (`server.direct_writes`, the default) the
+//! broker then writes each touched outbox straight to its socket (one
+//! write per client per burst); with TLS the session's writer drains the
+//! outbox and flushes once.
 //!
 //! # The path of a request
 //! `socket --> session --> protocol (parse, validate) --> hub

@@ -190,3 +190,40 @@ async fn invalid_utf8_payload_becomes_a_json_string() {
     redis.publish("bin", vec![b'a', 0xff]).await;
     assert_eq!(recv_json(&mut ws).await["data"], json!("a\u{fffd}"));
 }
+
+/// When Redis has already confirmed the URL's channels, their `subscribed`
+/// ack leaves together with the 101 (held with MSG_MORE, pushed by the
+/// session's setup): the client's first read holds both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_ack_leaves_together_with_the_upgrade_response() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let redis = Redis::start();
+    let gw = gateway(&redis, &[]).await;
+    // Redis now holds `warm`: the next subscriber is acked at once.
+    let _first = subscribed_client(&gw, &["warm"]).await;
+    let mut stream = tokio::net::TcpStream::connect(gw.ws_addr).await.unwrap();
+    let req = format!(
+        "GET /ws?channel=warm HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        gw.ws_addr,
+        common::raw::KEY
+    );
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(DEADLINE, stream.read(&mut buf))
+        .await
+        .expect("a response")
+        .unwrap();
+    let got = &buf[..n];
+    assert!(
+        got.starts_with(b"HTTP/1.1 101"),
+        "{:?}",
+        String::from_utf8_lossy(got)
+    );
+    let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let frame = &got[end..];
+    assert!(frame.len() > 2, "the ack came in the same read: {frame:?}");
+    assert_eq!(frame[0], 0x81, "one final text frame");
+    let text = String::from_utf8_lossy(&frame[2..]);
+    assert!(text.contains(r#""type":"subscribed""#), "{text}");
+}

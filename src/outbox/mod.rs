@@ -161,6 +161,15 @@ impl Outbox {
         }
     }
 
+    /// Direct mode: sends whatever the kernel holds back for this socket
+    /// (the 101 written with `MSG_MORE` during the upgrade). Setting
+    /// `TCP_NODELAY` pushes pending data even when it is already set.
+    pub fn push_held(&self) {
+        if let Some(socket) = &self.socket {
+            let _ = socket.as_ref().set_nodelay(true);
+        }
+    }
+
     /// Writes what the socket takes now (direct mode, after a batch); the
     /// session is woken to wait for the rest.
     pub fn flush_now(&self) {

@@ -9,6 +9,7 @@
 //! `client.max_connections_per_ip` (HTTP 429).
 
 mod limits;
+mod plain;
 
 use crate::assets;
 use crate::handshake::{self, Body, Refusal};
@@ -16,12 +17,14 @@ use crate::outbox::{Outbox, WireIo};
 use crate::reload::Live;
 use crate::session::{self, SessionContext, SessionParams};
 use crate::sse::{self, StreamParams};
+use bytes::Bytes;
 use futures_util::FutureExt;
 use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use limits::{IpPermit, Permit};
+use plain::PlainTcp;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -51,14 +54,19 @@ pub struct Server {
     next_id: AtomicU64,
 }
 
-/// Marks a connection whose response is an event stream: it outlives the
-/// handshake timeout, and ends once its stream task is done.
+/// What a connection task and its request router share during the HTTP
+/// handshake.
 #[derive(Default)]
-struct Streaming {
-    on: AtomicBool,
+struct ConnState {
+    /// The response is an event stream: the connection outlives the
+    /// handshake timeout, and ends once its stream task is done.
+    streaming: AtomicBool,
     ended: CancellationToken,
     /// A request was answered: a later idle timeout is not a failed handshake.
     served: AtomicBool,
+    /// A direct-mode upgrade was answered: hold the 101 for the session's
+    /// first frame (see [`plain`]).
+    hold: AtomicBool,
 }
 
 impl Server {
@@ -120,16 +128,15 @@ impl Server {
             return;
         };
         let _ = stream.set_nodelay(true);
-        let streaming = Arc::new(Streaming::default());
+        let state = Arc::new(ConnState::default());
         let conn = async {
             match &self.tls {
                 None => {
-                    self.clone()
-                        .serve_http(stream, peer, streaming.clone())
-                        .await
+                    let plain = PlainTcp::new(stream, state.clone());
+                    self.clone().serve_http(plain, peer, state.clone()).await
                 }
                 Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(tls) => self.clone().serve_http(tls, peer, streaming.clone()).await,
+                    Ok(tls) => self.clone().serve_http(tls, peer, state.clone()).await,
                     Err(_) => metrics.rejected("tls_handshake"),
                 },
             }
@@ -142,29 +149,29 @@ impl Server {
         };
         drop(permit);
         let Some(timed_out) = unfinished else { return };
-        if streaming.on.load(Ordering::Acquire) {
+        if state.streaming.load(Ordering::Acquire) {
             // Once the stream task is done, a client that does not take the
             // last bytes gets write_timeout, then the socket is dropped.
             tokio::select! {
                 _ = &mut conn => {}
-                _ = streaming.ended.cancelled() => {
+                _ = state.ended.cancelled() => {
                     let grace = self.session.live.load().settings.client.write_timeout;
                     let _ = tokio::time::timeout(grace, &mut conn).await;
                 }
             }
-        } else if timed_out && !streaming.served.load(Ordering::Acquire) {
+        } else if timed_out && !state.served.load(Ordering::Acquire) {
             metrics.rejected("handshake_timeout");
         }
     }
 
-    async fn serve_http<IO>(self: Arc<Self>, io: IO, peer: SocketAddr, streaming: Arc<Streaming>)
+    async fn serve_http<IO>(self: Arc<Self>, io: IO, peer: SocketAddr, state: Arc<ConnState>)
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let server = self.clone();
         let service = hyper::service::service_fn(move |req| {
-            let (server, streaming) = (server.clone(), streaming.clone());
-            async move { Ok::<_, std::convert::Infallible>(server.route(req, peer, &streaming)) }
+            let (server, state) = (server.clone(), state.clone());
+            async move { Ok::<_, std::convert::Infallible>(server.route(req, peer, &state)) }
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .max_buf_size(16 * 1024)
@@ -177,13 +184,13 @@ impl Server {
         self: &Arc<Self>,
         req: Request<Incoming>,
         peer: SocketAddr,
-        streaming: &Streaming,
+        state: &ConnState,
     ) -> Response<Body> {
-        streaming.served.store(true, Ordering::Release);
+        state.served.store(true, Ordering::Release);
         let path = req.uri().path();
         let result = match path {
-            "/ws" => self.upgrade(req, peer),
-            "/sse" => self.sse(req, peer, streaming),
+            "/ws" => self.upgrade(req, peer, state),
+            "/sse" => self.sse(req, peer, state),
             p if assets::is_asset(p) && matches!(*req.method(), Method::GET | Method::HEAD) => {
                 let demo = self.session.live.load().settings.server.demo;
                 assets::serve(p, req.headers(), demo).ok_or(Refusal::NotFound)
@@ -201,7 +208,7 @@ impl Server {
         self: &Arc<Self>,
         req: Request<Incoming>,
         peer: SocketAddr,
-        streaming: &Streaming,
+        state: &ConnState,
     ) -> Result<Response<Body>, Refusal> {
         if req.method() != Method::GET {
             return Err(Refusal::BadRequest("an event stream is opened with GET"));
@@ -225,9 +232,9 @@ impl Server {
         };
         tracing::info!(%peer, id = params.id, transport = "sse", "connection open");
         let (resp, task) = sse::respond(self.session.clone(), params);
-        streaming.on.store(true, Ordering::Release);
+        state.streaming.store(true, Ordering::Release);
         self.session.metrics.connections_accepted.inc();
-        let ended = streaming.ended.clone();
+        let ended = state.ended.clone();
         self.tracker.spawn(async move {
             let _permits = permits;
             task.await;
@@ -242,6 +249,7 @@ impl Server {
         self: &Arc<Self>,
         mut req: Request<Incoming>,
         peer: SocketAddr,
+        state: &ConnState,
     ) -> Result<Response<Body>, Refusal> {
         let live = self.session.live.load_full();
         let upgrade = handshake::check(&req, &live, peer)?;
@@ -255,6 +263,7 @@ impl Server {
         let on_upgrade = hyper::upgrade::on(&mut req);
         let server = self.clone();
         let timeout = live.settings.server.handshake_timeout;
+        let direct = live.settings.server.direct_writes;
         self.tracker.spawn(async move {
             let Ok(Ok(upgraded)) = tokio::time::timeout(timeout, on_upgrade).await else {
                 return;
@@ -270,35 +279,41 @@ impl Server {
                 permits,
             };
             let tracker = server.tracker.clone();
-            match direct_parts(upgraded, start.live.settings.server.direct_writes) {
-                Ok(parts) => server.run_direct(parts, start).map(|s| tracker.spawn(s)),
+            match direct_parts(upgraded, direct) {
+                Ok((stream, early)) => server
+                    .run_direct(stream, &early, start)
+                    .map(|s| tracker.spawn(s)),
                 Err(upgraded) => server.run_queued(upgraded, start).map(|s| tracker.spawn(s)),
             };
         });
+        // Direct mode: the 101 waits (MSG_MORE) for the session's first
+        // frame; no effect over TLS, where the stream is not PlainTcp.
+        state.hold.store(direct, Ordering::Release);
         Ok(handshake::switching_protocols(&upgrade))
     }
 
     /// Plain TCP: direct mode, the hub writes to the socket itself.
     fn run_direct(
         &self,
-        parts: hyper::upgrade::Parts<TokioIo<TcpStream>>,
+        stream: TcpStream,
+        early: &[u8],
         start: SessionStart,
     ) -> Option<impl Future<Output = ()> + Send> {
         let (config, queue) = start.limits();
-        let (read, write) = parts.io.into_inner().into_split();
+        let (read, write) = stream.into_split();
         let outbox = Arc::new(Outbox::direct(queue, write));
         let io = WireIo::new(read, outbox.clone());
         // Bytes the client sent right after its handshake, copied: the
         // slice would keep hyper's whole 8 KiB read buffer alive.
-        let early = parts.read_buf.to_vec();
+        let early = early.to_vec();
         // Setting up a server-side stream does no I/O: it is ready at once.
         let ws =
             WebSocketStream::from_partially_read(io, early, Role::Server, config).now_or_never()?;
-        Some(session::run(
-            ws,
-            self.session.clone(),
-            start.into_params(outbox),
-        ))
+        let session = session::run(ws, self.session.clone(), start.into_params(outbox.clone()));
+        // The setup above wrote the URL's `subscribed` ack if Redis had
+        // confirmed its channels; either way the held 101 goes out now.
+        outbox.push_held();
+        Some(session)
     }
 
     /// Any other stream (TLS): queued mode, the session writes.
@@ -332,15 +347,13 @@ impl Server {
 
 /// The plain TCP stream under `upgraded` when direct writes apply;
 /// otherwise the connection as it is (TLS, or `server.direct_writes` off).
-fn direct_parts(
-    upgraded: Upgraded,
-    enabled: bool,
-) -> Result<hyper::upgrade::Parts<TokioIo<TcpStream>>, Upgraded> {
-    if enabled {
-        upgraded.downcast::<TokioIo<TcpStream>>()
-    } else {
-        Err(upgraded)
+/// Also returns the bytes the client sent after its request.
+fn direct_parts(upgraded: Upgraded, enabled: bool) -> Result<(TcpStream, Bytes), Upgraded> {
+    if !enabled {
+        return Err(upgraded);
     }
+    let parts = upgraded.downcast::<TokioIo<PlainTcp>>()?;
+    Ok((parts.io.into_inner().into_inner(), parts.read_buf))
 }
 
 /// Eagerly allocated read buffer per WebSocket. Client requests are small
