@@ -677,7 +677,12 @@ def why_section():
                  "only by batching bursts, and a fan-out of one message to 500 sockets is "
                  "500 sends one after the other, so a frame waits for the sends before "
                  "it: the p99 is that queue (the load generator, at "
-                 f"{num(get(b_r, 'cpu', 'bench_util_pct'))} % of its core, adds its own).")
+                 f"{num(get(b_r, 'cpu', 'bench_util_pct'))} % of its core, adds its own)."
+                 + (f" Nchan's lower {num(cpu_us(b_n), 2)} µs in this run comes with a p99 "
+                    f"of {ms_or_us(lat(b_n, 'p99_us'))} (more frames per write) and "
+                    f"{num(get(b_n, 'cpu', 'other_util_pct'))} % of a core of work "
+                    "accounted outside nginx (\"other CPU\", see Reading the results)."
+                    if cpu_us(b_n) is not None and cpu_us(b_n) < rb else ""))
         if kern_us is not None:
             share = max(0.0, 1 - CPU_B_US / kern_us)
             b.append("- **(b)'s two goals exclude each other at this cost per write.** Each "
@@ -822,10 +827,14 @@ w("- **The load generator** shares nothing with the server but is one core too; 
   "of the measured latency.")
 w("- **\"other CPU\"** is the machine's busy time (/proc/stat: user, system, irq, "
   "softirq, steal) minus the server, the generator and Redis. run-all repeats a "
-  "case (up to 3 tries) when it exceeds 30 % of a core. Nchan at 400 msg/s stayed "
-  "at 50-60 % in every try while no other process was busy, so part of its "
-  "delivery work is probably accounted outside the nginx processes (irq/softirq "
-  "or steal time); its µs/delivery there is then an underestimate.")
+  "case (up to 3 tries) when it exceeds 30 % of a core. In this run, at 400 msg/s "
+  f"(b), it was {num(get(b_n, 'cpu', 'other_util_pct'))} % during Nchan's window and "
+  f"{num(get(b_r, 'cpu', 'other_util_pct'))} % during redcast's, with no other "
+  "process busy (earlier runs saw 50-60 % for Nchan there): part of Nchan's delivery "
+  "work is then accounted outside the nginx processes (softirq work run by "
+  "`ksoftirqd` or in interrupt context, charged to no process of the server), so its "
+  "µs/delivery there is an underestimate, while redcast's sends do that work "
+  "inline and pay for it.")
 w(f"- **Listen backlogs.** redcast asks for a backlog of 4096, nginx here has "
   f"`backlog=4096`; the kernel caps both at `net.core.somaxconn` "
   f"({sh('sysctl -n net.core.somaxconn') or '?'} here). With redcast's former backlog "
