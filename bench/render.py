@@ -732,6 +732,13 @@ def why_section():
                  + (f"and redcast's kernel work alone (~{num(sr * kr / 100, 2)} s) is "
                     f"{'above' if sr * kr / 100 > tn / 2 else 'close to'} the goal. "
                     if kr is not None and sr is not None else ". ")
+                 + (f"A faster generator would not change the verdict: Nchan's wave "
+                    f"cannot take less than its own server CPU ({num(sn, 2)} s), so the "
+                    f"goal could not fall below {num(sn / 2, 2)} s, and redcast's kernel "
+                    f"work in a wave is ~{num(sr * kr / 100, 2)} s"
+                    + (" on its own. " if sr * kr / 100 > sn / 2 else
+                       ", leaving almost nothing for the rest. ")
+                    if kr is not None and sr is not None and sn else "")
                  + "The time to the last probe also includes delivering one probe to "
                  "each of the 19,000 clients (acked at "
                  f"{num(get(e_r, 'connect', 'seconds_to_ack'), 2)} s).")
