@@ -88,6 +88,15 @@ R = {(c, t): load(f"{c}-{t}.json") for c, _ in CASES for t in TARGETS}
 lines = []
 w = lines.append
 
+
+def code_block(body):
+    """A fenced block and the blank line after it."""
+    w("```")
+    w(body.rstrip())
+    w("```")
+    w("")
+
+
 w("# Benchmarks: redcast vs Nchan")
 w("")
 when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -361,10 +370,7 @@ if quiet:
     w("Machine load seen just before each case (CPU cores busy over 1 s; run-all "
       "waits up to 90 s for < 0.15):")
     w("")
-    w("```")
-    w(quiet.rstrip())
-    w("```")
-    w("")
+    code_block(quiet)
 
 # --- design gain ------------------------------------------------------------------
 GAIN_CASES = [c for c in CASES if c[0] in ("a-fanout-40", "b-fanout-400", "mixed")]
@@ -476,26 +482,17 @@ for rate in (40, 400):
       f"window (that run: {num(cpu_us(prof), 2)} µs/delivery, server CPU "
       f"{num(get(prof, 'cpu', 'server_util_pct'))} %). Split by object (self time):")
     w("")
-    w("```")
-    w(dso.rstrip() if dso else "(none)")
-    w("```")
-    w("")
+    code_block(dso.rstrip() if dso else "(none)")
     if ch:
         w("Time spent in and below these kernel functions (`perf report --children`: "
           "a function's own samples plus everything it called; `__x64_sys_sendto` "
           "covers the whole send path, and on loopback that includes the receiving "
           "client's TCP input and wake-up):")
         w("")
-        w("```")
-        w(ch.rstrip())
-        w("```")
-        w("")
+        code_block(ch)
     w("Top symbols (self time):")
     w("")
-    w("```")
-    w(top.rstrip())
-    w("```")
-    w("")
+    code_block(top)
 
 def extra_profile(tag, title, what, prof):
     """One more perf profile (Nchan, storms): split, children, top symbols."""
@@ -510,24 +507,15 @@ def extra_profile(tag, title, what, prof):
     kernel = pct_of(dso, r"\[kernel")
     w(f"`perf record -e cpu-clock -g -p <{what}>` {prof}. Split by object (self time):")
     w("")
-    w("```")
-    w(dso.rstrip())
-    w("```")
-    w("")
+    code_block(dso)
     if ch:
         w("In and below these kernel functions (`perf report --children`):")
         w("")
-        w("```")
-        w(ch.rstrip())
-        w("```")
-        w("")
+        code_block(ch)
     if top:
         w("Top symbols (self time):")
         w("")
-        w("```")
-        w("\n".join(top.rstrip().splitlines()[:20]))
-        w("```")
-        w("")
+        code_block("\n".join(top.rstrip().splitlines()[:20]))
     return kernel
 
 
