@@ -89,9 +89,9 @@ lines = []
 w = lines.append
 
 
-def code_block(body):
-    """A fenced block and the blank line after it."""
-    w("```")
+def code_block(body, lang=""):
+    """A fenced block (in `lang`) and the blank line after it."""
+    w("```" + lang)
     w(body.rstrip())
     w("```")
     w("")
@@ -869,18 +869,12 @@ cfg = text("redcast.toml")
 if cfg:
     w("redcast configuration used:")
     w("")
-    w("```toml")
-    w(cfg.rstrip())
-    w("```")
-    w("")
+    code_block(cfg, "toml")
 conf = text("nginx.conf")
 if conf:
     w("<details><summary>nginx.conf written by bench/nchan/setup.sh</summary>")
     w("")
-    w("```nginx")
-    w(re.sub(r"/tmp/redcast-nchan\.\w+", "$DIR", conf).rstrip())
-    w("```")
-    w("")
+    code_block(re.sub(r"/tmp/redcast-nchan\.\w+", "$DIR", conf), "nginx")
     w("</details>")
     w("")
 

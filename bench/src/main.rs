@@ -400,6 +400,19 @@ async fn run(cli: &Cli, nofile: (u64, u64), pub_rt: Handle) -> anyhow::Result<()
     // Connect everyone.
     let ready_limit = Duration::from_secs_f64(cli.ready_timeout);
     let n = cli.clients;
+    // Every client connected and subscribed (first wave, and again after
+    // a reconnect storm).
+    let ready = || {
+        wait_for_ready(
+            &shared,
+            &publisher,
+            n,
+            channels,
+            cli,
+            ready_limit,
+            &set_phase,
+        )
+    };
     let connect_start = Instant::now();
     let cpu_connect0 = cpu_snapshot(&server_pids, &cli.aux_pid)?;
     let mut tasks = Vec::with_capacity(n);
@@ -411,16 +424,7 @@ async fn run(cli: &Cli, nofile: (u64, u64), pub_rt: Handle) -> anyhow::Result<()
             ctl_rx.clone(),
         )));
     }
-    let first = wait_for_ready(
-        &shared,
-        &publisher,
-        n,
-        channels,
-        cli,
-        ready_limit,
-        &set_phase,
-    )
-    .await;
+    let first = ready().await;
     let connected = shared.gen_connected.load(Ordering::Relaxed);
     eprintln!(
         "connected {connected}/{n} in {:.2}s, all ready: {}",
@@ -533,16 +537,7 @@ async fn run(cli: &Cli, nofile: (u64, u64), pub_rt: Handle) -> anyhow::Result<()
         shared.verified.store(0, Ordering::Relaxed);
         let cpu0 = cpu_snapshot(&server_pids, &cli.aux_pid)?;
         ctl_tx.send_modify(|c| c.generation += 1);
-        let again = wait_for_ready(
-            &shared,
-            &publisher,
-            n,
-            channels,
-            cli,
-            ready_limit,
-            &set_phase,
-        )
-        .await;
+        let again = ready().await;
         let cpu1 = cpu_snapshot(&server_pids, &cli.aux_pid)?;
         let window = again
             .verified
