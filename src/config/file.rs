@@ -9,8 +9,6 @@ use std::time::Duration;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default admin listen address (health, readiness, metrics).
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
-/// Default Redis URL.
-pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// Default cap on open WebSocket connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default cap on connections still in their HTTP/TLS handshake.
@@ -43,18 +41,6 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_000;
 pub const DEFAULT_RATE_LIMIT: f64 = 50.0;
 /// Default burst of requests above the rate.
 pub const DEFAULT_RATE_BURST: u32 = 100;
-/// Default time allowed for connecting to Redis and for each command.
-pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default interval of the pub/sub connection health PING.
-pub const DEFAULT_REDIS_PING_INTERVAL: Duration = Duration::from_secs(5);
-/// Default first reconnect delay (doubles up to the maximum, with jitter).
-pub const DEFAULT_RECONNECT_MIN: Duration = Duration::from_millis(100);
-/// Default interval of the delivery probe.
-pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(5);
-/// Default time a probe may take to come back before readiness fails.
-pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default longest reconnect delay.
-pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(5);
 
 /// The whole file. Unknown sections and keys are errors.
 #[derive(Debug, Default, Deserialize)]
@@ -65,7 +51,7 @@ pub struct FileConfig {
     /// `[admin]`
     pub admin: AdminSection,
     /// `[redis]`
-    pub redis: RedisSection,
+    pub redis: super::redis::RedisSection,
     /// `[client]`
     pub client: ClientSection,
     /// `[channels]`
@@ -126,60 +112,6 @@ impl Default for AdminSection {
     fn default() -> Self {
         Self {
             listen: DEFAULT_ADMIN_LISTEN.into(),
-        }
-    }
-}
-
-/// `[redis]`: where messages come from.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RedisSection {
-    pub url: String,
-    /// ACL user; overrides one in the URL.
-    pub username: Option<String>,
-    /// ACL password; overrides one in the URL. Never logged.
-    pub password: Option<super::security::Secret>,
-    /// PEM CA bundle to verify a `rediss://` server (else system roots).
-    pub ca_file: Option<std::path::PathBuf>,
-    pub channel_prefix: String,
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-    #[serde(with = "humantime_serde")]
-    pub ping_interval: Duration,
-    #[serde(with = "humantime_serde")]
-    pub reconnect_min: Duration,
-    #[serde(with = "humantime_serde")]
-    pub reconnect_max: Duration,
-    #[serde(with = "humantime_serde")]
-    pub probe_interval: Duration,
-    #[serde(with = "humantime_serde")]
-    pub probe_timeout: Duration,
-}
-
-impl std::fmt::Debug for RedisSection {
-    // The URL may carry a password: never print it.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisSection")
-            .field("url", &super::mask_url_password(&self.url))
-            .field("channel_prefix", &self.channel_prefix)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Default for RedisSection {
-    fn default() -> Self {
-        Self {
-            url: DEFAULT_REDIS_URL.into(),
-            username: None,
-            password: None,
-            ca_file: None,
-            channel_prefix: String::new(),
-            timeout: DEFAULT_REDIS_TIMEOUT,
-            ping_interval: DEFAULT_REDIS_PING_INTERVAL,
-            reconnect_min: DEFAULT_RECONNECT_MIN,
-            reconnect_max: DEFAULT_RECONNECT_MAX,
-            probe_interval: DEFAULT_PROBE_INTERVAL,
-            probe_timeout: DEFAULT_PROBE_TIMEOUT,
         }
     }
 }

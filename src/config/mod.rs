@@ -7,13 +7,18 @@
 //! operator never has to guess which line is wrong.
 
 mod file;
+mod key;
+mod redis;
 mod render;
 mod security;
 mod settings;
+mod topology;
 
+pub use self::redis::*;
 pub use file::*;
 pub use security::*;
 pub use settings::*;
+pub use topology::*;
 
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! secrets masked, so that what runs can be read back and diffed.
 
 use super::settings::{LogFormat, Settings};
-use super::{mask_url_password, Access, RuleSection};
+use super::{mask_url_password, Access, HostPort, RuleSection, Topology};
 use std::time::Duration;
 use toml::{Table, Value};
 
@@ -54,6 +54,33 @@ fn put_optional<const N: usize>(section: &mut Value, pairs: [(&str, Option<Strin
     }
 }
 
+/// The keys of the chosen mode (the others cannot be set).
+fn topology(section: &mut Value, t: &Topology) {
+    let Value::Table(section) = section else {
+        return;
+    };
+    let addrs = |v: &[HostPort]| list(&v.iter().map(HostPort::to_string).collect::<Vec<_>>());
+    match t {
+        Topology::Standalone => {}
+        Topology::Sentinel(st) => {
+            section.insert("sentinels".into(), addrs(&st.sentinels));
+            section.insert("sentinel_master".into(), s(&st.master));
+            section.insert("sentinel_tls".into(), Value::Boolean(st.tls));
+            if let Some(user) = &st.username {
+                section.insert("sentinel_username".into(), s(user));
+            }
+            if st.password.is_some() {
+                section.insert("sentinel_password".into(), s("***"));
+            }
+        }
+        Topology::Cluster(c) => {
+            section.insert("nodes".into(), addrs(&c.seeds[1..]));
+            section.insert("sharded".into(), Value::Boolean(c.sharded));
+            section.insert("cluster_refresh_interval".into(), d(c.refresh_interval));
+        }
+    }
+}
+
 impl Settings {
     /// The effective configuration as TOML, secrets masked.
     pub fn render(&self) -> String {
@@ -76,6 +103,7 @@ impl Settings {
         );
         t.insert("admin".into(), table([("listen", s(self.admin.listen))]));
         let mut redis = table([
+            ("mode", s(r.topology.mode().name())),
             ("url", s(mask_url_password(&r.url))),
             ("channel_prefix", s(&r.channel_prefix)),
             ("timeout", d(r.timeout)),
@@ -96,6 +124,7 @@ impl Settings {
                 ),
             ],
         );
+        topology(&mut redis, &r.topology);
         t.insert("redis".into(), redis);
         t.insert(
             "client".into(),

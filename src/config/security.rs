@@ -3,7 +3,7 @@
 //! keys) is loaded by the `tls` and `auth` modules, which report errors
 //! with the same key paths.
 
-use super::settings::{err, KeyError};
+use super::key::{err, KeyError};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,10 +1,10 @@
 //! The validated runtime configuration.
 
 use super::file::FileConfig;
-use super::mask_url_password;
+use super::key::{addr, at_least, err, positive, KeyError};
+use super::redis::{validate_redis, RedisSettings};
 use super::security::{
-    validate_auth, validate_rules, validate_tls, Access, AuthSettings, RuleSection, Secret,
-    TlsSettings,
+    validate_auth, validate_rules, validate_tls, Access, AuthSettings, RuleSection, TlsSettings,
 };
 use ipnet::IpNet;
 use regex::Regex;
@@ -49,36 +49,6 @@ pub struct ServerSettings {
 #[derive(Debug, Clone)]
 pub struct AdminSettings {
     pub listen: SocketAddr,
-}
-
-/// `[redis]`, validated. Debug masks the URL's password.
-#[derive(Clone)]
-pub struct RedisSettings {
-    pub url: String,
-    pub username: Option<String>,
-    pub password: Option<Secret>,
-    pub ca_file: Option<std::path::PathBuf>,
-    pub channel_prefix: String,
-    pub timeout: Duration,
-    pub ping_interval: Duration,
-    pub reconnect_min: Duration,
-    pub reconnect_max: Duration,
-    pub probe_interval: Duration,
-    pub probe_timeout: Duration,
-}
-
-impl std::fmt::Debug for RedisSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisSettings")
-            .field("url", &mask_url_password(&self.url))
-            .field("username", &self.username)
-            .field("password", &self.password)
-            .field("ca_file", &self.ca_file)
-            .field("channel_prefix", &self.channel_prefix)
-            .field("timeout", &self.timeout)
-            .field("ping_interval", &self.ping_interval)
-            .finish_non_exhaustive()
-    }
 }
 
 /// `[client]`, validated.
@@ -130,33 +100,6 @@ pub enum LogFormat {
 pub struct LogSettings {
     pub format: LogFormat,
     pub level: String,
-}
-
-/// A key path and what is wrong with its value.
-pub(super) type KeyError = (String, String);
-
-pub(super) fn err(key: &str, message: impl Into<String>) -> KeyError {
-    (key.to_string(), message.into())
-}
-
-fn addr(key: &str, value: &str) -> Result<SocketAddr, KeyError> {
-    value
-        .parse()
-        .map_err(|_| err(key, format!("`{value}` is not an IP:port address")))
-}
-
-fn positive(key: &str, value: Duration) -> Result<Duration, KeyError> {
-    if value.is_zero() {
-        return Err(err(key, "must be greater than zero"));
-    }
-    Ok(value)
-}
-
-fn at_least(key: &str, value: usize, min: usize) -> Result<usize, KeyError> {
-    if value < min {
-        return Err(err(key, format!("must be at least {min}, got {value}")));
-    }
-    Ok(value)
 }
 
 impl Settings {
@@ -231,53 +174,6 @@ impl Settings {
         }
         out
     }
-}
-
-fn validate_redis(r: super::file::RedisSection) -> Result<RedisSettings, KeyError> {
-    let scheme_ok = r.url.starts_with("redis://") || r.url.starts_with("rediss://");
-    if !scheme_ok {
-        return Err(err("redis.url", "must start with redis:// or rediss://"));
-    }
-    // Parse errors are reported without the URL itself: it may hold a password.
-    redis::Client::open(r.url.as_str()).map_err(|e| {
-        err(
-            "redis.url",
-            format!("not a usable Redis URL ({:?})", e.kind()),
-        )
-    })?;
-    if r.channel_prefix.len() > 256 {
-        return Err(err("redis.channel_prefix", "must be at most 256 bytes"));
-    }
-    if r.reconnect_min > r.reconnect_max {
-        return Err(err(
-            "redis.reconnect_min",
-            "must not exceed redis.reconnect_max",
-        ));
-    }
-    if let Some(ca) = &r.ca_file {
-        if !r.url.starts_with("rediss://") {
-            return Err(err("redis.ca_file", "is only used with a rediss:// URL"));
-        }
-        std::fs::metadata(ca).map_err(|e| {
-            err(
-                "redis.ca_file",
-                format!("cannot read {}: {e}", ca.display()),
-            )
-        })?;
-    }
-    Ok(RedisSettings {
-        url: r.url,
-        username: r.username,
-        password: r.password,
-        ca_file: r.ca_file,
-        channel_prefix: r.channel_prefix,
-        timeout: positive("redis.timeout", r.timeout)?,
-        ping_interval: positive("redis.ping_interval", r.ping_interval)?,
-        reconnect_min: positive("redis.reconnect_min", r.reconnect_min)?,
-        reconnect_max: r.reconnect_max,
-        probe_interval: positive("redis.probe_interval", r.probe_interval)?,
-        probe_timeout: positive("redis.probe_timeout", r.probe_timeout)?,
-    })
 }
 
 fn validate_client(c: super::file::ClientSection) -> Result<ClientSettings, KeyError> {
