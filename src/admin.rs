@@ -1,11 +1,10 @@
 //! The admin listener: `/healthz` (the process is alive), `/readyz` (this
-//! instance delivers: Redis pub/sub is up, its own probe messages come
-//! back through it, every channel with local subscribers is confirmed, and
-//! it is not shutting down) and `/metrics`
+//! instance delivers: every Redis pub/sub connection is up, its own probe
+//! messages come back through each, every channel with local subscribers
+//! is confirmed, and it is not shutting down; a failure names the node) and `/metrics`
 //! (Prometheus text format). It keeps serving while the gateway drains,
 //! so that load balancers see readiness fail before clients are closed.
 
-use crate::broker::probe::Probe;
 use crate::broker::BrokerState;
 use crate::handshake::{text, Body};
 use crate::hub::Hub;
@@ -29,7 +28,6 @@ pub const ADMIN_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 /// What readiness looks at.
 pub struct Readiness {
     pub broker: Arc<BrokerState>,
-    pub probe: Arc<Probe>,
     pub hub: Arc<Hub>,
     /// Cancelled when the gateway starts draining.
     pub draining: CancellationToken,
@@ -41,10 +39,7 @@ impl Readiness {
         if self.draining.is_cancelled() {
             return Err("shutting down".into());
         }
-        if !self.broker.is_connected() {
-            return Err("redis pub/sub connection is down".into());
-        }
-        self.probe.check()?;
+        self.broker.check()?;
         match self.hub.unconfirmed() {
             0 => Ok(()),
             n => Err(format!(

@@ -3,9 +3,6 @@
 //! one [`Gateway`], which also owns reloads and the shutdown sequence.
 
 use crate::admin::{Admin, Readiness};
-use crate::broker::probe::Probe;
-use crate::broker::publisher::Publisher;
-use crate::broker::Broker;
 use crate::config::{RedisSettings, Settings};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
@@ -83,7 +80,7 @@ impl Gateway {
             sessions: TaskTracker::new(),
             background: TaskTracker::new(),
         };
-        let (session, admin) = gateway.spawn_core(redis, live);
+        let (session, admin) = gateway.spawn_core(redis, live)?;
         gateway.background.spawn(admin.run(
             admin_listener,
             gateway.stop.clone(),
@@ -98,52 +95,42 @@ impl Gateway {
         Ok(gateway)
     }
 
-    /// Starts the Redis side (broker, publisher, probe); returns what the
+    /// Starts the Redis side (feeds, publisher); returns what the
     /// sessions share and the admin endpoints.
     fn spawn_core(
         &self,
         redis: RedisSettings,
         live: Arc<ArcSwap<Live>>,
-    ) -> (Arc<SessionContext>, Arc<Admin>) {
+    ) -> anyhow::Result<(Arc<SessionContext>, Arc<Admin>)> {
         let metrics = Arc::new(Metrics::default());
         let mut registry = Registry::default();
         metrics.register(&mut registry);
         let hub = Arc::new(Hub::new(metrics.clone()));
-        let probe = Probe::new(&redis.channel_prefix, redis.probe_timeout, metrics.clone());
-        let broker = Broker::new(redis.clone(), hub.clone(), metrics.clone(), probe.clone());
-        let broker_state = broker.state();
+        let broker = crate::broker::start(
+            &redis,
+            hub.clone(),
+            metrics.clone(),
+            &self.background,
+            &self.stop,
+        )
+        .context("cannot start the redis side")?;
         let readiness = Readiness {
-            broker: broker_state.clone(),
-            probe: probe.clone(),
+            broker: broker.state,
             hub: hub.clone(),
             draining: self.draining.clone(),
         };
-        let (publisher, publisher_task) = Publisher::start(redis.clone(), self.stop.clone());
-        let connected = move || broker_state.is_connected();
-        let bg = &self.background;
-        bg.spawn(broker.run(self.stop.clone()));
-        bg.spawn(publisher_task);
-        bg.spawn(probe.run(
-            publisher.clone(),
-            redis.probe_interval,
-            connected,
-            self.stop.clone(),
-        ));
-        let shutdown = self.draining.clone();
         let session = Arc::new(SessionContext {
             live,
             hub,
             metrics,
-            publisher,
-            shutdown,
+            publisher: broker.publisher,
+            shutdown: self.draining.clone(),
         });
-        (
-            session,
-            Arc::new(Admin {
-                readiness,
-                registry,
-            }),
-        )
+        let admin = Arc::new(Admin {
+            readiness,
+            registry,
+        });
+        Ok((session, admin))
     }
 
     /// Applies new settings to the running gateway (see [`crate::reload`]).

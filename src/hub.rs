@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::outbox::{Outbox, Outgoing, Push};
 use crate::protocol;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -78,12 +78,55 @@ pub struct Join<'a> {
     pub id: Option<String>,
 }
 
+/// Channels whose Redis subscription may need changing, and a wake-up
+/// for whoever brings Redis in line: the hub has one (its consumer is the
+/// broker), and so has each cluster feed (filled by the cluster's router).
+/// Bounded by the channels the hub holds.
+#[derive(Default)]
+pub struct Inbox {
+    dirty: Mutex<HashSet<String>>,
+    /// Everything the consumer holds must be looked at again (the cluster
+    /// topology changed).
+    recheck: AtomicBool,
+    wake: Notify,
+}
+
+impl Inbox {
+    /// Adds channels and wakes the consumer.
+    pub fn mark<I: IntoIterator<Item = String>>(&self, channels: I) {
+        let mut d = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
+        let before = d.len();
+        d.extend(channels);
+        let grew = d.len() > before;
+        drop(d);
+        if grew {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Asks the consumer to look at everything it holds again.
+    pub fn mark_all(&self) {
+        self.recheck.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// Takes the marked channels, and whether everything needs a look.
+    pub fn take(&self) -> (HashSet<String>, bool) {
+        let d = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|e| e.into_inner()));
+        (d, self.recheck.swap(false, Ordering::AcqRel))
+    }
+
+    /// Resolves when something was marked.
+    pub async fn changed(&self) {
+        self.wake.notified().await
+    }
+}
+
 /// Channel to local subscribers map, shared by sessions and the broker.
 pub struct Hub {
     channels: RwLock<HashMap<String, Channel>>,
-    dirty: Mutex<HashSet<String>>,
+    changes: Arc<Inbox>,
     unconfirmed: AtomicUsize,
-    wake_broker: Notify,
     metrics: Arc<Metrics>,
 }
 
@@ -92,9 +135,8 @@ impl Hub {
     pub fn new(metrics: Arc<Metrics>) -> Self {
         Self {
             channels: RwLock::default(),
-            dirty: Mutex::default(),
+            changes: Arc::default(),
             unconfirmed: AtomicUsize::new(0),
-            wake_broker: Notify::new(),
             metrics,
         }
     }
@@ -251,13 +293,18 @@ impl Hub {
         acks.iter().for_each(|a| a.complete_one());
     }
 
-    /// After the Redis connection is lost: nothing is confirmed any more.
-    pub fn unconfirm_all(&self) {
+    /// After a pub/sub connection is lost (or Redis dropped a
+    /// subscription): these channels are not confirmed any more.
+    pub fn unconfirm<'a>(&self, channels: impl IntoIterator<Item = &'a String>) {
         let mut map = self.write();
-        for entry in map.values_mut() {
-            entry.confirmed = false;
+        for name in channels {
+            if let Some(entry) = map.get_mut(name) {
+                if entry.confirmed {
+                    entry.confirmed = false;
+                    self.unconfirmed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
-        self.unconfirmed.store(map.len(), Ordering::Relaxed);
     }
 
     /// Whether the channel has local subscribers (what Redis should have).
@@ -275,27 +322,15 @@ impl Hub {
         self.unconfirmed.load(Ordering::Relaxed)
     }
 
-    /// Takes the set of channels whose Redis state may need changing.
-    pub fn take_dirty(&self) -> HashSet<String> {
-        self.dirty
-            .lock()
-            .map(|mut d| std::mem::take(&mut *d))
-            .unwrap_or_default()
-    }
-
-    /// Resolves when the broker has reconciling to do.
-    pub async fn dirty_changed(&self) {
-        self.wake_broker.notified().await
+    /// Channels whose Redis state may need changing (created or emptied).
+    pub fn changes(&self) -> &Arc<Inbox> {
+        &self.changes
     }
 
     fn mark_dirty(&self, channels: Vec<String>) {
-        if channels.is_empty() {
-            return;
+        if !channels.is_empty() {
+            self.changes.mark(channels);
         }
-        if let Ok(mut d) = self.dirty.lock() {
-            d.extend(channels);
-        }
-        self.wake_broker.notify_one();
     }
 
     // A poisoned lock means a panic mid-update elsewhere; the map itself

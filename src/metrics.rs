@@ -38,6 +38,11 @@ pub struct Metrics {
     pub redis_connected: Gauge,
     pub redis_reconnects: Counter,
     pub redis_last_message_unix: Gauge,
+    pub redis_links: Gauge,
+    pub redis_links_up: Gauge,
+    pub redis_dropped_subscriptions: Counter,
+    pub redis_topology_refreshes: Counter,
+    pub redis_master_switches: Counter,
     pub frames_delivered: Counter,
     pub bytes_out: Counter,
     pub slow_consumers: Counter,
@@ -107,13 +112,38 @@ impl Metrics {
         );
         r.register(
             "redis_connected",
-            "1 while the Redis pub/sub connection is up",
+            "1 while every Redis pub/sub connection is up",
             self.redis_connected.clone(),
         );
         r.register(
             "redis_reconnects",
             "Redis pub/sub connections lost and re-established",
             self.redis_reconnects.clone(),
+        );
+        r.register(
+            "redis_pubsub_connections",
+            "Redis pub/sub connections redcast keeps (one, or one per cluster master)",
+            self.redis_links.clone(),
+        );
+        r.register(
+            "redis_pubsub_connections_up",
+            "Redis pub/sub connections currently up",
+            self.redis_links_up.clone(),
+        );
+        r.register(
+            "redis_dropped_subscriptions",
+            "Subscriptions Redis dropped or refused (slot moved, MOVED, CLUSTERDOWN), then re-made where the slot lives",
+            self.redis_dropped_subscriptions.clone(),
+        );
+        r.register(
+            "redis_topology_refreshes",
+            "Cluster topology reads (CLUSTER SLOTS) that changed what redcast follows, or were asked for by a failure",
+            self.redis_topology_refreshes.clone(),
+        );
+        r.register(
+            "redis_master_switches",
+            "Times redcast followed a Sentinel master switch to a new master",
+            self.redis_master_switches.clone(),
         );
         r.register(
             "redis_last_message_timestamp_seconds",
@@ -147,7 +177,7 @@ impl Metrics {
         );
         r.register(
             "delivery_probe_ok",
-            "1 while redcast's own probe messages come back through its subscription",
+            "1 while redcast's own probe messages come back through every pub/sub connection",
             self.probe_ok.clone(),
         );
         r.register(

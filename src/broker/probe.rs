@@ -1,22 +1,21 @@
 //! Delivery liveness: a pub/sub connection can look "up" (the socket is
 //! open, even PINGs may pass through some proxies) while messages no
-//! longer arrive. So redcast publishes a probe on a private channel of its
-//! own every `redis.probe_interval`, over its command connection, and
-//! expects it back through its own subscription. When the oldest
-//! unanswered probe is older than `redis.probe_timeout`, readiness fails
-//! and the broker drops and re-makes the pub/sub connection.
+//! longer arrive. So every feed (pub/sub connection) publishes a probe on
+//! a private channel of its own every `redis.probe_interval`, over the
+//! command connection, and expects it back through its own subscription.
+//! When the oldest unanswered probe is older than `redis.probe_timeout`,
+//! readiness fails and the feed drops and re-makes its connection.
 //!
 //! The channel is `<channel_prefix>__redcast.probe.<instance id>`, unique
-//! per process; client channel names starting with `__redcast.` are
-//! refused, so no client can disturb it.
+//! per process; in sharded cluster mode each feed adds a hash tag that
+//! puts the channel on its own node (`...probe.<instance>.{<tag>}`).
+//! Client channel names starting with `__redcast.` are refused, so no
+//! client can disturb it.
 
-use super::publisher::{Job, Publisher};
 use crate::metrics::Metrics;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Notify;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 /// Client channel names may not start with this.
 pub const RESERVED_PREFIX: &str = "__redcast.";
@@ -31,31 +30,33 @@ struct Round {
     oldest_unanswered: Option<(u64, Instant)>,
 }
 
-/// The probe's state, shared by the sender task, the broker and readiness.
+/// One feed's probe: what was sent and what came back.
 pub struct Probe {
-    /// The Redis channel (prefix included).
-    pub channel: String,
     instance: String,
     timeout: Duration,
     round: Mutex<Round>,
-    /// Asks the sender for a probe now (after a reconnect).
-    kick: Notify,
     metrics: Arc<Metrics>,
 }
 
 impl Probe {
-    /// A probe on this instance's private channel.
-    pub fn new(prefix: &str, timeout: Duration, metrics: Arc<Metrics>) -> Arc<Probe> {
-        let instance = format!("{:016x}", rand::random::<u64>());
-        let channel = format!("{prefix}{RESERVED_PREFIX}probe.{instance}");
-        Arc::new(Probe {
-            channel,
-            instance,
+    /// A probe for one feed of this process (`instance` is shared by all
+    /// feeds of the process and tells its probes from other instances').
+    pub fn new(instance: &str, timeout: Duration, metrics: Arc<Metrics>) -> Probe {
+        Probe {
+            instance: instance.to_string(),
             timeout,
             round: Mutex::default(),
-            kick: Notify::new(),
             metrics,
-        })
+        }
+    }
+
+    /// The client-side name of the probe channel of `instance`, with an
+    /// optional hash tag.
+    pub fn channel(instance: &str, tag: Option<&str>) -> String {
+        match tag {
+            Some(tag) => format!("{RESERVED_PREFIX}probe.{instance}.{{{tag}}}"),
+            None => format!("{RESERVED_PREFIX}probe.{instance}"),
+        }
     }
 
     fn round(&self) -> std::sync::MutexGuard<'_, Round> {
@@ -63,13 +64,11 @@ impl Probe {
     }
 
     /// A fresh connection starts unconfirmed: readiness waits until a probe
-    /// has come back through it, and one is sent at once.
+    /// has come back through it.
     pub fn reset(&self) {
         let mut round = self.round();
         round.oldest_unanswered = None;
         round.confirmed = false;
-        drop(round);
-        self.kick.notify_one();
     }
 
     /// Records a probe coming back through the subscription.
@@ -90,7 +89,6 @@ impl Probe {
         {
             round.oldest_unanswered = (n < round.sent).then(|| (n + 1, Instant::now()));
         }
-        self.metrics.probe_ok.set(1);
     }
 
     /// `Ok` once a probe came back on this connection and none has been
@@ -98,13 +96,10 @@ impl Probe {
     pub fn check(&self) -> Result<(), String> {
         let round = self.round();
         match round.oldest_unanswered {
-            Some((_, sent)) if sent.elapsed() > self.timeout => {
-                self.metrics.probe_ok.set(0);
-                Err(format!(
-                    "delivery probe not received back within {:?}",
-                    self.timeout
-                ))
-            }
+            Some((_, sent)) if sent.elapsed() > self.timeout => Err(format!(
+                "delivery probe not received back within {:?}",
+                self.timeout
+            )),
             _ if !round.confirmed => {
                 Err("waiting for the first delivery probe to come back".into())
             }
@@ -119,42 +114,14 @@ impl Probe {
             .is_some_and(|(_, sent)| sent.elapsed() > self.timeout)
     }
 
-    fn next(&self) -> String {
+    /// The payload of the next probe, now counted as sent.
+    pub fn next(&self) -> String {
+        self.metrics.probes_sent.inc();
         let mut round = self.round();
         round.sent += 1;
         let n = round.sent;
         round.oldest_unanswered.get_or_insert((n, Instant::now()));
         format!("{}:{n}", self.instance)
-    }
-
-    /// Sends a probe every `interval` while `connected()` says the
-    /// subscription is up, until `stop`.
-    pub async fn run(
-        self: Arc<Self>,
-        publisher: Publisher,
-        interval: Duration,
-        connected: impl Fn() -> bool,
-        stop: CancellationToken,
-    ) {
-        let mut tick = tokio::time::interval(interval);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => {}
-                _ = self.kick.notified() => {}
-            }
-            if connected() {
-                self.metrics.probes_sent.inc();
-                let job = Job {
-                    channel: self.channel.clone(),
-                    payload: self.next().into_bytes(),
-                    id: None,
-                    reply: None,
-                    retried: false,
-                };
-                publisher.submit(job);
-            }
-        }
     }
 }
 
@@ -164,7 +131,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn unanswered_probe_fails_after_timeout_and_answer_heals() {
-        let p = Probe::new("", Duration::from_secs(3), Arc::default());
+        let p = Probe::new("i1", Duration::from_secs(3), Arc::default());
         let first = p.next();
         assert!(p.check().is_err(), "not ready before a probe came back");
         p.received(first.as_bytes());

@@ -1,0 +1,186 @@
+//! What a feed receives: messages (delivered to the hub in batches),
+//! confirmations and errors (matched to what is in flight), and the
+//! subscriptions Redis drops on its own when a slot moves.
+
+use super::{Feed, Sub};
+use crate::broker::inflight::Answer;
+use crate::broker::link::{server_error_text, Link};
+use crate::broker::{BrokerError, MAX_BATCH};
+use crate::outbox::Outbox;
+use redis::Value;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+impl Feed {
+    /// Handles `first` and every value already waiting behind it (up to
+    /// [`MAX_BATCH`]), then writes each touched client once: under load a
+    /// client gets several frames per write, at low rates nothing waits.
+    pub(super) fn batch(&mut self, first: Value, link: &mut Link) -> Result<(), BrokerError> {
+        let received = Instant::now();
+        let mut dirty = std::mem::take(&mut self.dirty);
+        let mut result = self.on_value(first, received, &mut dirty);
+        for _ in 1..MAX_BATCH {
+            let Some(next) = result.is_ok().then(|| link.try_next()).flatten() else {
+                break;
+            };
+            result = next
+                .map_err(BrokerError::from)
+                .and_then(|v| self.on_value(v, Instant::now(), &mut dirty));
+        }
+        let delivered = !dirty.is_empty();
+        self.core.hub.flush(&mut dirty);
+        self.dirty = dirty;
+        if delivered {
+            self.core.delivered(received);
+        }
+        result
+    }
+
+    fn on_value(
+        &mut self,
+        v: Value,
+        received: Instant,
+        dirty: &mut Vec<Arc<Outbox>>,
+    ) -> Result<(), BrokerError> {
+        match v {
+            Value::Array(items) => self.on_push(items, received, dirty),
+            Value::SimpleString(s) if s.eq_ignore_ascii_case("pong") => {
+                let a = self.inflight.pong();
+                self.answer(a)
+            }
+            Value::ServerError(e) => self.on_error(&e),
+            other => {
+                tracing::debug!(node = %self.node, ?other, "ignored a value from redis");
+                Ok(())
+            }
+        }
+    }
+
+    fn on_push(
+        &mut self,
+        items: Vec<Value>,
+        received: Instant,
+        dirty: &mut Vec<Arc<Outbox>>,
+    ) -> Result<(), BrokerError> {
+        let mut items = items.into_iter().map(|v| match v {
+            Value::BulkString(b) => b,
+            _ => Vec::new(),
+        });
+        let (kind, channel) = (
+            items.next().unwrap_or_default(),
+            items.next().unwrap_or_default(),
+        );
+        match kind.as_slice() {
+            b"message" | b"smessage" => {
+                self.deliver(&channel, &items.next().unwrap_or_default(), received, dirty);
+                Ok(())
+            }
+            b"subscribe" | b"ssubscribe" => {
+                let a = self.inflight.subscribe_confirmed();
+                self.answer(a)
+            }
+            b"unsubscribe" | b"sunsubscribe" => {
+                if self.inflight.unsubscribe_seen(&channel) == Answer::ServerUnsubscribed {
+                    self.dropped(&channel);
+                }
+                Ok(())
+            }
+            b"pong" => {
+                let a = self.inflight.pong();
+                self.answer(a)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn deliver(
+        &self,
+        channel: &[u8],
+        payload: &[u8],
+        received: Instant,
+        dirty: &mut Vec<Arc<Outbox>>,
+    ) {
+        self.core.metrics.redis_messages.inc();
+        // Messages for channels outside our prefix cannot be ours.
+        let Some(name) = channel
+            .strip_prefix(self.core.settings.channel_prefix.as_bytes())
+            .and_then(|n| std::str::from_utf8(n).ok())
+        else {
+            return;
+        };
+        if name == self.probe_name {
+            return self.state.probe.received(payload);
+        }
+        self.core.hub.publish(name, payload, received, dirty);
+    }
+
+    fn answer(&mut self, answer: Answer) -> Result<(), BrokerError> {
+        match answer {
+            Answer::Subscribed(names) => {
+                let confirmed: Vec<String> = names
+                    .into_iter()
+                    .filter(|n| match self.channels.get_mut(n) {
+                        Some(state @ Sub::Pending) => {
+                            *state = Sub::Confirmed;
+                            true
+                        }
+                        _ => false,
+                    })
+                    .collect();
+                if confirmed.contains(&self.probe_name) {
+                    self.send_probe();
+                }
+                self.core.hub.confirm(&confirmed);
+                Ok(())
+            }
+            Answer::Unexpected => Err(BrokerError::OutOfStep),
+            _ => Ok(()),
+        }
+    }
+
+    /// An error reply: a refused subscribe (MOVED, CLUSTERDOWN, NOPERM).
+    fn on_error(&mut self, e: &redis::ServerError) -> Result<(), BrokerError> {
+        let message = server_error_text(e);
+        let Answer::Refused(names) = self.inflight.error() else {
+            return Err(BrokerError::Refused(message));
+        };
+        names.iter().for_each(|n| {
+            if self.channels.get(n) == Some(&Sub::Pending) {
+                self.channels.remove(n);
+            }
+        });
+        self.core
+            .metrics
+            .redis_dropped_subscriptions
+            .inc_by(names.len() as u64);
+        tracing::warn!(node = %self.node, error = %message, channels = names.len(), "redis refused a subscription");
+        // In a cluster the topology tells where the channels live now;
+        // elsewhere they are tried again on the next change or reconnect.
+        if let Some(refresh) = &self.refresh {
+            refresh.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Redis dropped a subscription by itself: its slot moved away.
+    fn dropped(&mut self, redis_name: &[u8]) {
+        let prefix = self.core.settings.channel_prefix.as_bytes();
+        let Some(name) = redis_name
+            .strip_prefix(prefix)
+            .and_then(|n| std::str::from_utf8(n).ok())
+        else {
+            return;
+        };
+        let name = name.to_string();
+        if self.channels.remove(&name).is_none() {
+            return;
+        }
+        self.core.hub.unconfirm([&name]);
+        self.core.metrics.redis_dropped_subscriptions.inc();
+        tracing::info!(node = %self.node, channel = %name, "redis dropped a subscription (slot moved); following it");
+        match &self.refresh {
+            Some(refresh) => refresh.notify_one(),
+            None => self.inbox.mark([name]),
+        }
+    }
+}
