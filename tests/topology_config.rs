@@ -63,6 +63,9 @@ fn cluster_mode_defaults_to_sharded_and_takes_seeds_from_the_environment() {
     assert!(out.contains("cluster_refresh_interval = \"10s\""), "{out}");
     let (ok, out, _) = check("[redis]\nmode = \"cluster\"\nsharded = false\n", &[]);
     assert!(ok && out.contains("sharded = false"), "{out}");
+    // Classic pub/sub does not care where a prefix's hash tag hashes.
+    let text = "[redis]\nmode = \"cluster\"\nsharded = false\nchannel_prefix = \"{app}:\"\n";
+    assert!(check(text, &[]).0);
 }
 
 #[test]

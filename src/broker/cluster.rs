@@ -206,6 +206,10 @@ impl Router {
     /// Sends each changed channel to the feed of its slot's master.
     fn route_changes(&self) {
         let (names, _) = self.core.hub.changes().take();
+        self.route(names);
+    }
+
+    fn route(&self, names: impl IntoIterator<Item = String>) {
         let map = self.map.load();
         let prefix = &self.core.settings.channel_prefix;
         for name in names {
@@ -261,8 +265,7 @@ impl Router {
             }
         }
         self.feeds.values().for_each(|f| f.inbox.mark_all());
-        self.core.hub.changes().mark(self.core.hub.channel_names());
-        self.route_changes();
+        self.route(self.core.hub.channel_names());
     }
 
     fn spawn_feed(&self, master: HostPort) -> FeedHandle {

@@ -167,6 +167,13 @@ pub(super) fn validate_redis(r: RedisSection) -> Result<RedisSettings, KeyError>
         ));
     }
     let topology = validate_topology(&r, &info)?;
+    if matches!(&topology, Topology::Cluster(c) if c.sharded) && r.channel_prefix.contains('{') {
+        // A hash tag in the prefix would put every channel in one slot.
+        return Err(err(
+            "redis.channel_prefix",
+            "must not contain `{` with sharded cluster pub/sub (a hash tag there puts every channel on one node)",
+        ));
+    }
     Ok(RedisSettings {
         topology,
         timeout: positive("redis.timeout", r.timeout)?,

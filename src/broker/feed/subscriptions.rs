@@ -9,21 +9,17 @@ use crate::broker::{BrokerError, SUBSCRIBE_BATCH};
 use std::collections::BTreeMap;
 
 impl Feed {
-    /// The probe channel: on this feed's node when sharded.
+    /// The probe channel: on this feed's node when sharded (the prefix
+    /// holds no hash tag there, so the probe's own tag decides its slot).
     pub(super) fn choose_probe(&self) -> Result<String, BrokerError> {
-        let Scope::Slots(map) = &self.scope else {
-            return Ok(Probe::channel(&self.core.instance, None));
-        };
-        let prefix = &self.core.settings.channel_prefix;
-        let map = map.load();
-        // The tag must place the whole Redis name (prefix included) here.
-        let probe = (0..64u32).find_map(|n| {
-            let tag = map.tag_on(&self.node)?;
-            let name = Probe::channel(&self.core.instance, Some(&format!("{tag}.{n}")));
-            let owner = map.owner(key_slot(format!("{prefix}{name}").as_bytes()));
-            (owner == Some(&self.node)).then_some(name)
-        });
-        probe.ok_or_else(|| BrokerError::Topology(format!("{} serves no slot", self.node)))
+        let tag =
+            match &self.scope {
+                Scope::All => None,
+                Scope::Slots(map) => Some(map.load().tag_on(&self.node).ok_or_else(|| {
+                    BrokerError::Topology(format!("{} serves no slot", self.node))
+                })?),
+            };
+        Ok(Probe::channel(&self.core.instance, tag.as_deref()))
     }
 
     /// Whether this feed should carry `name`.
