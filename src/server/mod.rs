@@ -1,5 +1,6 @@
-//! The public listener: accepts TCP, runs each handshake (TLS, then
-//! HTTP) in the connection's own task under `server.handshake_timeout`,
+//! The public listener: accepts TCP, runs each handshake (a PROXY header
+//! from trusted proxies when configured, TLS, then HTTP) in the
+//! connection's own task under `server.handshake_timeout`,
 //! and upgrades `GET /ws` to a WebSocket [`session`](crate::session::run).
 //!
 //! The accept loop never waits on a peer and never exits on an accept
