@@ -8,13 +8,12 @@ mod common;
 
 use common::cli::Instance;
 use common::haproxy::{Backend, Haproxy};
+use common::proxy_header::*;
 use common::*;
 use serde_json::json;
-use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Gateway settings with PROXY headers expected from 127.0.0.1 (the tests).
 const FROM_LOOPBACK: [(&str, &str); 3] = [
@@ -24,64 +23,6 @@ const FROM_LOOPBACK: [(&str, &str); 3] = [
 ];
 
 const PROXY_REJECTED: &str = r#"redcast_connections_rejected_total{reason="proxy_protocol"}"#;
-
-fn v1(client: &str) -> Vec<u8> {
-    let (ip, port) = client.rsplit_once(':').unwrap();
-    format!("PROXY TCP4 {ip} 127.0.0.1 {port} 8080\r\n").into_bytes()
-}
-
-/// A v2 header: PROXY (or LOCAL), TCP over IPv4, one NOOP TLV.
-fn v2(client: &str, local: bool) -> Vec<u8> {
-    let client: std::net::SocketAddrV4 = client.parse().unwrap();
-    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-    h.extend([if local { 0x20 } else { 0x21 }, 0x11, 0, 12 + 4]);
-    h.extend(client.ip().octets());
-    h.extend([127, 0, 0, 1]);
-    h.extend(client.port().to_be_bytes());
-    h.extend(8080u16.to_be_bytes());
-    h.extend([0x04, 0, 1, 0]);
-    h
-}
-
-/// A TCP connection to `addr` that has sent `header`.
-async fn with_header(addr: SocketAddr, header: &[u8]) -> TcpStream {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(header).await.unwrap();
-    s
-}
-
-/// A plain stream as the shared helpers ([`recv_json`]) take it.
-fn plain(s: TcpStream) -> MaybeTlsStream<TcpStream> {
-    MaybeTlsStream::Plain(s)
-}
-
-/// The WebSocket handshake on `stream`, as a client library does it.
-async fn upgrade<S>(stream: S, url: &str) -> Result<WebSocketStream<S>, tungstenite::Error>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    tokio_tungstenite::client_async(url, stream)
-        .await
-        .map(|(ws, _)| ws)
-}
-
-fn status<T>(r: Result<T, tungstenite::Error>) -> u16 {
-    match r {
-        Ok(_) => 101,
-        Err(tungstenite::Error::Http(resp)) => resp.status().as_u16(),
-        Err(e) => panic!("expected an HTTP answer, got {e}"),
-    }
-}
-
-/// Waits until the server closes `s` without sending anything.
-async fn closed_silently(s: &mut TcpStream) {
-    let mut buf = [0u8; 64];
-    let n = tokio::time::timeout(DEADLINE, s.read(&mut buf))
-        .await
-        .expect("closed before the deadline")
-        .unwrap_or(0);
-    assert_eq!(n, 0, "closed without an answer: {:?}", &buf[..n]);
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v1_and_v2_headers_set_the_client_address() {
@@ -151,6 +92,76 @@ fn tls_connector(root: rustls::pki_types::CertificateDer<'static>) -> tokio_rust
         .with_root_certificates(store)
         .with_no_client_auth();
     tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_headers_are_judged_against_the_header_address() {
+    let redis = Redis::start();
+    let mut env = FROM_LOOPBACK.to_vec();
+    // 10.8.0.0/16: an L7 proxy behind the L4 balancer at 127.0.0.1.
+    env[1] = (
+        "REDCAST_SERVER__TRUSTED_PROXIES",
+        r#"["127.0.0.1", "10.8.0.0/16"]"#,
+    );
+    let gw = gateway(&redis, &env).await;
+    let xff = |header: Vec<u8>, xff: &'static str| {
+        let addr = gw.ws_addr;
+        async move {
+            use tungstenite::client::IntoClientRequest;
+            let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
+            req.headers_mut()
+                .insert("X-Forwarded-For", xff.parse().unwrap());
+            let s = plain(with_header(addr, &header).await);
+            tokio_tungstenite::client_async(req, s)
+                .await
+                .map(|(ws, _)| ws)
+        }
+    };
+    // From the trusted 10.8.0.5, X-Forwarded-For names the client.
+    let _a = xff(v1("10.8.0.5:1"), "203.0.113.9")
+        .await
+        .expect("203.0.113.9");
+    assert_eq!(
+        status(xff(v2("10.8.0.6:1", false), "203.0.113.9").await),
+        429
+    );
+    // From the untrusted 203.0.113.50, it is ignored: the header's address counts.
+    let _b = xff(v1("203.0.113.50:1"), "198.51.100.1")
+        .await
+        .expect("203.0.113.50");
+    assert_eq!(status(xff(v1("203.0.113.50:2"), "198.51.100.2").await), 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_is_switched_on_by_a_reload_for_new_connections() {
+    let redis = Redis::start();
+    let off = [FROM_LOOPBACK[1], FROM_LOOPBACK[2]];
+    let gw = gateway(&redis, &off).await;
+    let url = format!("ws://{}/ws?channel=r", gw.ws_addr);
+    let mut before = upgrade(plain(TcpStream::connect(gw.ws_addr).await.unwrap()), &url)
+        .await
+        .expect("no header expected yet");
+    assert_eq!(recv_json(&mut before).await["type"], "subscribed");
+    gw.reloader()
+        .apply(settings(&redis.url(), &FROM_LOOPBACK))
+        .expect("reload");
+    let mut bare = TcpStream::connect(gw.ws_addr).await.unwrap();
+    bare.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    closed_silently(&mut bare).await;
+    assert_eq!(metric(&gw, PROXY_REJECTED).await, 1.0);
+    let s = with_header(gw.ws_addr, &v2("10.9.0.1:1", false)).await;
+    let mut after = upgrade(plain(s), &url).await.expect("with a header");
+    assert_eq!(recv_json(&mut after).await["type"], "subscribed");
+    redis.publish("r", 1).await;
+    for ws in [&mut before, &mut after] {
+        assert_eq!(
+            recv_json(ws).await["data"],
+            json!(1),
+            "open connections unaffected"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

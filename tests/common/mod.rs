@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod haproxy;
 pub mod proxy;
+pub mod proxy_header;
 pub mod raw;
 pub mod sse;
 
