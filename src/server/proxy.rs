@@ -64,6 +64,9 @@ impl super::Server {
         stream: &mut TcpStream,
         peer: SocketAddr,
     ) -> Option<SocketAddr> {
+        // On a `[::]` listener IPv4 peers arrive as ::ffff:a.b.c.d, which
+        // IPv4 ranges in trusted_proxies would not contain.
+        let peer = canonical(peer);
         let expected = {
             let live = self.session.live.load();
             let server = &live.settings.server;
@@ -73,7 +76,7 @@ impl super::Server {
             return Some(peer);
         }
         match read_header(stream, peer).await {
-            Ok(client) => Some(client),
+            Ok(client) => Some(canonical(client)),
             Err(e) => {
                 // Debug only: a misconfigured balancer would log every connection.
                 tracing::debug!(%peer, error = %e, "closing: PROXY protocol header refused");
@@ -82,6 +85,11 @@ impl super::Server {
             }
         }
     }
+}
+
+/// `addr` with an IPv4-mapped IPv6 address written as IPv4.
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
 /// What the bytes seen so far say.
@@ -261,6 +269,14 @@ mod tests {
         let mut v3 = v2_ipv4(1, 0);
         v3[12] = 0x31;
         assert!(matches!(parse(&v3), Err(ProxyError::Malformed(_))));
+    }
+
+    #[test]
+    fn mapped_ipv4_peers_are_written_as_ipv4() {
+        let mapped: SocketAddr = "[::ffff:10.0.0.1]:5".parse().unwrap();
+        assert_eq!(canonical(mapped), "10.0.0.1:5".parse().unwrap());
+        let v6: SocketAddr = "[2001:db8::1]:5".parse().unwrap();
+        assert_eq!(canonical(v6), v6);
     }
 
     #[test]
