@@ -14,6 +14,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # because a fresh machine's lists are stale.
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# The load-balancer test runs two redcast processes behind a real haproxy.
+command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 # Debian's nodejs comes without npm (the e2e tests install playwright-core).
 command -v npm >/dev/null 2>&1 || need+=(npm)

@@ -4,7 +4,8 @@
 //! # Layout
 //! - [`config`]: file, environment and flags, validated once into [`config::Settings`].
 //! - [`gateway`]: wiring of every part, and the shutdown sequence.
-//! - [`server`]: the public listener, handshakes under a timeout, upgrades.
+//! - [`server`]: the public listener, PROXY protocol headers, handshakes
+//!   under a timeout, upgrades.
 //! - [`handshake`]: RFC 6455 upgrade checks and query parameters.
 //! - [`session`]: one WebSocket client, from upgrade to close.
 //! - [`sse`]: the Server-Sent Events transport (same admission and fan-out).

@@ -5,7 +5,8 @@
 //! sees either the old or the new whole. Open connections stay open.
 //!
 //! Reloaded: channel rules, JWT keys and settings, origins, client limits,
-//! handshake limits, the drain window and the TLS certificate (re-read
+//! handshake limits, trusted proxies and the PROXY protocol (both read per
+//! new connection), the drain window and the TLS certificate (re-read
 //! from the same files). Read once at start (a change is logged, the
 //! running value kept, and a restart needed): listen addresses, every
 //! `[redis]` key, TLS file paths and watch interval, `drain_timeout`, and

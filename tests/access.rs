@@ -225,20 +225,58 @@ async fn per_ip_limit_and_trusted_proxies() {
     let mut held = Vec::new();
     for _ in 0..2 {
         held.push(
-            via_proxy(&gw, "10.0.0.1, 127.0.0.2")
+            via_proxy(&gw, Some("10.0.0.1, 127.0.0.2"))
                 .await
                 .expect("within the limit"),
         );
     }
-    match via_proxy(&gw, "10.0.0.1").await {
+    match via_proxy(&gw, Some("10.0.0.1")).await {
         Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 429),
         other => panic!("third connection of 10.0.0.1 must be refused: {other:?}"),
     }
-    held.push(via_proxy(&gw, "10.0.0.2").await.expect("another client"));
+    held.push(
+        via_proxy(&gw, Some("10.0.0.2"))
+            .await
+            .expect("another client"),
+    );
 }
 
-/// Connects from 127.0.0.2 (the trusted proxy) with an X-Forwarded-For.
-async fn via_proxy(gw: &redcast::Gateway, xff: &str) -> Result<Ws, tungstenite::Error> {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_ip_limit_spares_a_trusted_proxy_that_forwards_no_client() {
+    let redis = Redis::start();
+    let gw = gateway(
+        &redis,
+        &[
+            ("REDCAST_CLIENT__MAX_CONNECTIONS_PER_IP", "1"),
+            ("REDCAST_SERVER__TRUSTED_PROXIES", r#"["127.0.0.2"]"#),
+        ],
+    )
+    .await;
+    // The proxy named no client: the real clients are unknown, and counting
+    // the proxy would cap all of them together, so none is counted.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(via_proxy(&gw, None).await.expect("not limited"));
+    }
+    // A forwarded client is counted; so is a directly connected peer.
+    held.push(via_proxy(&gw, Some("10.0.0.1")).await.expect("first"));
+    match via_proxy(&gw, Some("10.0.0.1")).await {
+        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 429),
+        other => panic!("second connection of 10.0.0.1 must be refused: {other:?}"),
+    }
+    held.push(connect(&gw, "/ws").await);
+    assert_eq!(refused_status(&gw, "/ws", &[]).await, 429);
+    // A forwarded chain of trusted hops only: still no client named.
+    held.push(
+        via_proxy(&gw, Some("127.0.0.2"))
+            .await
+            .expect("not limited"),
+    );
+}
+
+/// Connects from 127.0.0.2 (the trusted proxy), with an X-Forwarded-For
+/// when `xff` is set.
+async fn via_proxy(gw: &redcast::Gateway, xff: Option<&str>) -> Result<Ws, tungstenite::Error> {
     use tungstenite::client::IntoClientRequest;
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
@@ -246,8 +284,10 @@ async fn via_proxy(gw: &redcast::Gateway, xff: &str) -> Result<Ws, tungstenite::
     let mut req = format!("ws://{}/ws", gw.ws_addr)
         .into_client_request()
         .unwrap();
-    req.headers_mut()
-        .insert("X-Forwarded-For", xff.parse().unwrap());
+    if let Some(xff) = xff {
+        req.headers_mut()
+            .insert("X-Forwarded-For", xff.parse().unwrap());
+    }
     let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
     tokio_tungstenite::client_async(req, stream)
         .await

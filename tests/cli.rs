@@ -63,6 +63,12 @@ fn errors_name_the_file_the_key_and_why() {
             "[server]\ndirect_writes = \"yes\"\n",
             "server.direct_writes",
         ),
+        (
+            "[server]\nproxy_protocol = \"v2\"\n",
+            "server.proxy_protocol",
+        ),
+        // It could never apply: no peer is trusted to send a header.
+        ("[server]\nproxy_protocol = true\n", "server.proxy_protocol"),
         ("[server\n", "TOML"),
     ];
     for (text, key) in cases {
@@ -109,6 +115,15 @@ fn environment_overrides_file_and_flags_override_environment() {
     assert!(!ok && err.contains("client.max_subscriptions"), "{err}");
     let (ok, _, err) = check("", &[("REDCAST_SERVER__DIRECT_WRITES", "maybe")]);
     assert!(!ok && err.contains("server.direct_writes"), "{err}");
+    let (ok, _, err) = check("", &[("REDCAST_SERVER__PROXY_PROTOCOL", "sometimes")]);
+    assert!(!ok && err.contains("server.proxy_protocol"), "{err}");
+    let proxied = [
+        ("REDCAST_SERVER__PROXY_PROTOCOL", "true"),
+        ("REDCAST_SERVER__TRUSTED_PROXIES", r#"["10.0.0.0/8"]"#),
+    ];
+    let (ok, out, err) = check("", &proxied);
+    assert!(ok, "{err}");
+    assert!(out.contains("proxy_protocol = true"), "{out}");
 }
 
 #[test]

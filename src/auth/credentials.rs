@@ -44,10 +44,15 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// Whether `ip` is in one of the `trusted` proxy ranges.
+pub fn is_trusted(trusted: &[IpNet], ip: &IpAddr) -> bool {
+    trusted.iter().any(|n| n.contains(ip))
+}
+
 /// The client address: the peer, unless the peer is a trusted proxy, in
 /// which case the nearest untrusted hop of X-Forwarded-For (or Forwarded).
 pub fn client_ip(peer: SocketAddr, h: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let is_trusted = |ip: &IpAddr| is_trusted(trusted, ip);
     if !is_trusted(&peer.ip()) {
         return peer.ip();
     }

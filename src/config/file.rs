@@ -21,6 +21,8 @@ pub const DEFAULT_DRAIN_WINDOW: Duration = Duration::from_secs(10);
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Default for `server.direct_writes`: on (fewer wake-ups and writes).
 pub const DEFAULT_DIRECT_WRITES: bool = true;
+/// Default for `server.proxy_protocol`: off (no header is read from anyone).
+pub const DEFAULT_PROXY_PROTOCOL: bool = false;
 /// Default largest client frame (and client message) in bytes.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Default cap on channels one connection may subscribe to.
@@ -83,6 +85,8 @@ pub struct ServerSection {
     pub demo: bool,
     /// Plain TCP: the delivery path writes frames straight to sockets.
     pub direct_writes: bool,
+    /// Read a PROXY protocol (v1/v2) header from `trusted_proxies` peers.
+    pub proxy_protocol: bool,
 }
 
 impl Default for ServerSection {
@@ -97,6 +101,7 @@ impl Default for ServerSection {
             trusted_proxies: Vec::new(),
             demo: false,
             direct_writes: DEFAULT_DIRECT_WRITES,
+            proxy_protocol: DEFAULT_PROXY_PROTOCOL,
         }
     }
 }

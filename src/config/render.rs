@@ -99,6 +99,7 @@ impl Settings {
                 ("trusted_proxies", list(&proxies)),
                 ("demo", Value::Boolean(sv.demo)),
                 ("direct_writes", Value::Boolean(sv.direct_writes)),
+                ("proxy_protocol", Value::Boolean(sv.proxy_protocol)),
             ]),
         );
         t.insert("admin".into(), table([("listen", s(self.admin.listen))]));

@@ -43,6 +43,9 @@ pub struct ServerSettings {
     /// Plain TCP only: the broker writes pre-encoded frames straight to
     /// client sockets instead of waking each session's writer.
     pub direct_writes: bool,
+    /// Connections from `trusted_proxies` must start with a PROXY protocol
+    /// header, whose source address then stands for the TCP peer.
+    pub proxy_protocol: bool,
 }
 
 /// `[admin]`, validated.
@@ -119,7 +122,15 @@ impl Settings {
             trusted_proxies: validate_proxies(&raw.server.trusted_proxies)?,
             demo: raw.server.demo,
             direct_writes: raw.server.direct_writes,
+            proxy_protocol: raw.server.proxy_protocol,
         };
+        if server.proxy_protocol && server.trusted_proxies.is_empty() {
+            return Err(err(
+                "server.proxy_protocol",
+                "needs server.trusted_proxies: a header is only read from those addresses, \
+                 so with none it could never apply",
+            ));
+        }
         if server.drain_timeout <= server.drain_window {
             return Err(err(
                 "server.drain_timeout",

@@ -2,7 +2,15 @@
 //! ([`Permit`]: handshakes in progress, open connections) and a place
 //! under the per-IP limit ([`IpPermit`]). Both give their place back when
 //! dropped, so a connection that ends in any way releases them.
+//!
+//! The per-IP limit does not apply to a client address that is itself a
+//! trusted proxy: that proxy gave no forwarding information, so the real
+//! client is unknown, and counting the proxy would cap every client behind
+//! it together (docs/security.md, "Per-IP limits behind proxies").
 
+use crate::auth::credentials;
+use crate::handshake::Refusal;
+use crate::reload::Live;
 use prometheus_client::metrics::gauge::Gauge;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -80,5 +88,29 @@ impl Drop for IpPermit {
                 m.remove(&self.ip);
             }
         }
+    }
+}
+
+/// What an admitted connection holds for its life: its place among open
+/// connections, and its place under its IP's limit (none when exempt).
+pub(super) type Permits = (Permit, Option<IpPermit>);
+
+impl super::Server {
+    /// Takes the places of a new connection from `ip`, or refuses it.
+    pub(super) fn take_permits(&self, live: &Live, ip: IpAddr) -> Result<Permits, Refusal> {
+        let metrics = &self.session.metrics;
+        let trusted = &live.settings.server.trusted_proxies;
+        let ip_permit = match credentials::is_trusted(trusted, &ip) {
+            true => None,
+            false => {
+                let max = live.settings.client.max_connections_per_ip;
+                let permit = IpPermit::try_take(&self.per_ip, ip, max);
+                Some(permit.ok_or(Refusal::TooManyFromIp)?)
+            }
+        };
+        let max = live.settings.server.max_connections;
+        let permit = Permit::try_take(&self.open, &metrics.connections_open, max)
+            .ok_or(Refusal::AtCapacity)?;
+        Ok((permit, ip_permit))
     }
 }

@@ -1,5 +1,6 @@
-//! The public listener: accepts TCP, runs each handshake (TLS, then
-//! HTTP) in the connection's own task under `server.handshake_timeout`,
+//! The public listener: accepts TCP, runs each handshake (a PROXY header
+//! from trusted proxies when configured, TLS, then HTTP) in the
+//! connection's own task under `server.handshake_timeout`,
 //! and upgrades `GET /ws` to a WebSocket [`session`](crate::session::run).
 //!
 //! The accept loop never waits on a peer and never exits on an accept
@@ -10,6 +11,7 @@
 
 mod limits;
 mod plain;
+mod proxy;
 
 use crate::assets;
 use crate::handshake::{self, Body, Refusal};
@@ -23,7 +25,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
-use limits::{IpPermit, Permit};
+use limits::{Permit, Permits};
 use plain::PlainTcp;
 use std::collections::HashMap;
 use std::future::Future;
@@ -130,6 +132,10 @@ impl Server {
         let _ = stream.set_nodelay(true);
         let state = Arc::new(ConnState::default());
         let conn = async {
+            let mut stream = stream;
+            let Some(peer) = self.client_addr(&mut stream, peer).await else {
+                return;
+            };
             match &self.tls {
                 None => {
                     let plain = PlainTcp::new(stream, state.clone());
@@ -332,17 +338,6 @@ impl Server {
             start.into_params(outbox),
         ))
     }
-
-    fn take_permits(&self, live: &Live, ip: IpAddr) -> Result<(Permit, IpPermit), Refusal> {
-        let metrics = &self.session.metrics;
-        let client = &live.settings.client;
-        let ip_permit = IpPermit::try_take(&self.per_ip, ip, client.max_connections_per_ip)
-            .ok_or(Refusal::TooManyFromIp)?;
-        let max = live.settings.server.max_connections;
-        let permit = Permit::try_take(&self.open, &metrics.connections_open, max)
-            .ok_or(Refusal::AtCapacity)?;
-        Ok((permit, ip_permit))
-    }
 }
 
 /// The plain TCP stream under `upgraded` when direct writes apply;
@@ -369,7 +364,7 @@ struct SessionStart {
     id: u64,
     admission: Admitted,
     /// Held for the life of the session.
-    permits: (Permit, IpPermit),
+    permits: Permits,
 }
 
 impl SessionStart {

@@ -5,7 +5,9 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod haproxy;
 pub mod proxy;
+pub mod proxy_header;
 pub mod raw;
 pub mod sse;
 
@@ -297,7 +299,12 @@ pub async fn ready(gw: &Gateway) -> bool {
 
 /// A metric's value from /metrics (sum over label sets), 0 if absent.
 pub async fn metric(gw: &Gateway, name: &str) -> f64 {
-    let (_, body) = get(gw.admin_addr, "/metrics").await;
+    metric_at(gw.admin_addr, name).await
+}
+
+/// [`metric`] from the admin listener at `admin` (e.g. a child process).
+pub async fn metric_at(admin: SocketAddr, name: &str) -> f64 {
+    let (_, body) = get(admin, "/metrics").await;
     body.lines()
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
