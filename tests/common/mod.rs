@@ -4,6 +4,7 @@
 //! "Ready to accept connections" line, acks, /readyz), never on sleeps.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod proxy;
 pub mod raw;
 pub mod sse;
