@@ -7,6 +7,7 @@
 pub mod cluster;
 pub mod proxy;
 pub mod raw;
+pub mod sentinel;
 pub mod sse;
 pub mod topology;
 
