@@ -5,11 +5,14 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod cluster;
 pub mod haproxy;
 pub mod proxy;
 pub mod proxy_header;
 pub mod raw;
+pub mod sentinel;
 pub mod sse;
+pub mod topology;
 
 use futures_util::{SinkExt, StreamExt};
 use redcast::config::{self, Overrides};
@@ -17,6 +20,7 @@ use redcast::Gateway;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -45,6 +49,8 @@ pub struct Redis {
     child: Option<Child>,
     dir: tempfile::TempDir,
     extra: Vec<String>,
+    /// Sentinel mode: the (writable) config file, passed first.
+    sentinel_conf: Option<PathBuf>,
 }
 
 impl Redis {
@@ -60,6 +66,7 @@ impl Redis {
             child: None,
             dir: tempfile::tempdir().unwrap(),
             extra: Vec::new(),
+            sentinel_conf: None,
         }
     }
 
@@ -69,21 +76,42 @@ impl Redis {
 
     /// Starts with extra redis-server arguments (TLS, ACL users, ...).
     pub fn start_with(port: u16, extra: &[&str]) -> Redis {
-        let extra = extra.iter().map(|s| s.to_string()).collect();
+        Self::start_in_dir(port, |_| extra.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// Starts with extra arguments that may name files in the node's own
+    /// temp dir (e.g. `--cluster-config-file <dir>/nodes.conf`).
+    pub fn start_in_dir(port: u16, extra: impl FnOnce(&Path) -> Vec<String>) -> Redis {
+        let dir = tempfile::tempdir().unwrap();
+        let extra = extra(dir.path());
         let mut r = Redis {
             port,
             child: None,
-            dir: tempfile::tempdir().unwrap(),
+            dir,
             extra,
+            sentinel_conf: None,
         };
         r.launch();
         r
     }
 
+    /// Whether this harness holds a live child (not killed).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// Starts (again) on the same port.
     pub fn launch(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let mut child = Command::new("redis-server")
+        let mut cmd = Command::new("redis-server");
+        let ready = match &self.sentinel_conf {
+            Some(conf) => {
+                cmd.arg(conf).arg("--sentinel");
+                "Sentinel ID is"
+            }
+            None => "Ready to accept connections",
+        };
+        let mut child = cmd
             .args([
                 "--port",
                 &self.port.to_string(),
@@ -107,13 +135,19 @@ impl Redis {
         std::thread::spawn(move || {
             // Keep draining so redis never blocks on a full pipe.
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("Ready to accept connections") {
+                if line.contains(ready) {
                     let _ = tx.send(());
                 }
             }
         });
-        rx.recv_timeout(DEADLINE)
-            .expect("redis-server did not become ready");
+        if let Err(e) = rx.recv_timeout(DEADLINE) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "redis-server on port {} did not become ready: {e}",
+                self.port
+            );
+        }
         self.child = Some(child);
     }
 
