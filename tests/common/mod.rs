@@ -12,6 +12,7 @@ pub mod proxy_header;
 pub mod raw;
 pub mod sentinel;
 pub mod sse;
+pub mod stream;
 pub mod topology;
 
 use futures_util::{SinkExt, StreamExt};

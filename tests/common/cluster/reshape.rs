@@ -103,4 +103,29 @@ impl Cluster {
         }
         self.wait_stable().await;
     }
+
+    /// Makes the node at `port` announce `announced` as its client port
+    /// (`cluster-announce-port`), e.g. a proxy in front of it, and waits
+    /// until every running node lists it there. Harness calls that find
+    /// nodes through the topology then go through that port too.
+    pub async fn announce_port(&self, port: u16, announced: u16) {
+        let a = announced.to_string();
+        self.must(port, &["CONFIG", "SET", "cluster-announce-port", &a])
+            .await;
+        let what = format!("every node to list {port} as {announced}");
+        wait_for(&what, DEADLINE, || async {
+            for p in self.ports() {
+                let nodes: String = self
+                    .conns
+                    .query(p, &cmd(&["CLUSTER", "NODES"]))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if !nodes.contains(&format!(":{announced}@")) {
+                    return Err(format!("{p} does not list it yet"));
+                }
+            }
+            Ok(())
+        })
+        .await;
+    }
 }
