@@ -285,4 +285,15 @@ impl SentinelSet {
         }
         counts
     }
+
+    /// Makes every running sentinel also monitor the node at `port` as
+    /// the master `name` (`SENTINEL MONITOR`), whatever its real role.
+    pub async fn monitor_as(&self, name: &str, port: u16) {
+        let p = port.to_string();
+        for s in self.sentinel_ports() {
+            let monitor = cmd(&["SENTINEL", "MONITOR", name, "127.0.0.1", &p, "2"]);
+            let r: redis::RedisResult<()> = self.conns.query(s, &monitor).await;
+            r.unwrap_or_else(|e| panic!("SENTINEL MONITOR on {s}: {e}"));
+        }
+    }
 }
