@@ -5,11 +5,13 @@
 //! asking up to three known nodes and keeping the view most of them
 //! share), keeps one feed per master that serves slots, and routes every
 //! hub change to the feed whose node serves the channel's slot. The
-//! topology is read again every `redis.cluster_refresh_interval`, every
-//! [`DEGRADED_REFRESH`] while a feed is down or slots are uncovered, and
-//! at once (rate-limited) when a feed loses its link, Redis drops a
+//! topology is read again every `redis.cluster_refresh_interval`; every
+//! [`DEGRADED_REFRESH`] (backing off) while a feed is down or slots are
+//! uncovered; every [`UNSETTLED_REFRESH`] while the nodes asked disagree;
+//! and at once (coalesced) when a feed loses its link, Redis drops a
 //! subscription because its slot moved (`sunsubscribe`), or refuses one
-//! (MOVED, CLUSTERDOWN). When it changes, feeds for new masters start,
+//! (MOVED, CLUSTERDOWN). A MOVED reply that names a known master is
+//! followed at once, before the read confirms it. When it changes, feeds for new masters start,
 //! feeds for nodes that serve nothing any more stop, and every channel is
 //! routed again: each feed drops what it no longer owns and subscribes
 //! what it now does.
@@ -38,15 +40,64 @@ use tokio_util::task::TaskTracker;
 /// cluster electing the new master.
 pub const DEGRADED_REFRESH: Duration = Duration::from_millis(250);
 
+/// Longest pause between topology reads while degraded: reads that see
+/// no change back off from [`DEGRADED_REFRESH`] to this.
+pub const DEGRADED_REFRESH_MAX: Duration = Duration::from_secs(2);
+
+/// Topology reads while the nodes asked disagree (a change is spreading
+/// through the cluster): it settles within a few of these.
+pub const UNSETTLED_REFRESH: Duration = Duration::from_millis(50);
+
+/// Reads at the unsettled pace (backing off) before a reported change
+/// that no read shows is given up on.
+pub const UNSETTLED_READS: u32 = 6;
+
+/// Requests for a read that arrive together (a failover drops many
+/// subscriptions at once) are answered by one read this much later.
+pub const REFRESH_COALESCE: Duration = Duration::from_millis(20);
+
 /// Nodes asked for the topology at each read.
 pub const TOPOLOGY_VOTERS: usize = 3;
 
+/// MOVED hints kept until the router takes them; more are dropped (the
+/// full read that every hint also asks for covers them).
+pub const MAX_HINTS: usize = 1024;
+
+/// What cluster feeds tell the router: read the topology again, and
+/// where MOVED replies said slots live now.
+#[derive(Default)]
+pub struct Signal {
+    wake: Notify,
+    moved: Mutex<Vec<(u16, HostPort)>>,
+}
+
+impl Signal {
+    /// Asks for a topology read.
+    pub fn refresh(&self) {
+        self.wake.notify_one();
+    }
+
+    /// A MOVED reply: `slot` lives on `node` now.
+    pub fn moved(&self, slot: u16, node: HostPort) {
+        let mut moved = self.moved.lock().unwrap_or_else(|e| e.into_inner());
+        if moved.len() < MAX_HINTS {
+            moved.push((slot, node));
+        }
+        drop(moved);
+        self.wake.notify_one();
+    }
+
+    fn take_moved(&self) -> Vec<(u16, HostPort)> {
+        std::mem::take(&mut *self.moved.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
 /// Reads the topology from up to [`TOPOLOGY_VOTERS`] of `candidates`
-/// and keeps the view most answers agree on.
+/// and keeps the view most answers agree on; `true` when all agreed.
 pub async fn read_topology(
     dialer: &Dialer,
     candidates: &[HostPort],
-) -> Result<SlotMap, BrokerError> {
+) -> Result<(SlotMap, bool), BrokerError> {
     let mut views: Vec<(SlotMap, usize)> = Vec::new();
     let mut failures = Vec::new();
     for node in candidates {
@@ -61,12 +112,13 @@ pub async fn read_topology(
             Err(e) => failures.push(e.to_string()),
         }
     }
+    let agreed = views.len() == 1;
     // Ties go to the view heard first (candidates list masters first).
     let best = views
         .into_iter()
         .rev()
         .max_by_key(|(_, n)| *n)
-        .map(|(m, _)| m);
+        .map(|(m, _)| (m, agreed));
     best.ok_or_else(|| {
         BrokerError::Topology(format!(
             "no cluster node answered CLUSTER SLOTS ({})",
@@ -114,7 +166,7 @@ impl Nodes {
         let candidates = self.lock().0.clone();
         let mut candidates = candidates;
         candidates.extend(self.seeds.iter().cloned());
-        if let Ok(map) = read_topology(&self.dialer, &candidates).await {
+        if let Ok((map, _)) = read_topology(&self.dialer, &candidates).await {
             let fresh = candidates_of(&map);
             let mut known = self.lock();
             if !fresh.is_empty() && known.0 != fresh {
@@ -149,7 +201,10 @@ pub struct Router {
     settings: ClusterSettings,
     map: Arc<ArcSwap<SlotMap>>,
     feeds: HashMap<HostPort, FeedHandle>,
-    refresh: Arc<Notify>,
+    signal: Arc<Signal>,
+    /// A change is under way: the last read's voters disagreed, or a
+    /// feed reported a move the reads have not shown yet.
+    unsettled: bool,
     tracker: TaskTracker,
     stop: CancellationToken,
 }
@@ -163,7 +218,8 @@ impl Router {
             settings,
             map: Arc::default(),
             feeds: HashMap::new(),
-            refresh: Arc::default(),
+            signal: Arc::default(),
+            unsettled: false,
             tracker,
             stop: CancellationToken::new(),
         }
@@ -173,34 +229,76 @@ impl Router {
     pub async fn run(mut self, stop: CancellationToken) {
         self.stop = stop.child_token();
         let changes = self.core.hub.changes().clone();
-        let mut failures = 0u32;
+        let signal = self.signal.clone();
+        let (mut failures, mut quiet) = (0u32, 0u32);
         let mut next = Instant::now();
         let mut last = Instant::now();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = changes.changed() => self.route_changes(),
-                _ = self.refresh.notified() => {
+                _ = signal.wake.notified() => {
+                    self.follow_moves();
+                    self.unsettled = true;
                     // Requests come in bursts (a failover drops many
                     // subscriptions at once): one read answers them all,
                     // and reads back off while they fail.
-                    let gap = super::backoff(failures, DEGRADED_REFRESH, self.core.settings.reconnect_max);
+                    let gap = super::backoff(failures, REFRESH_COALESCE, self.core.settings.reconnect_max);
                     next = next.min(last + gap);
+                    quiet = 0;
                 }
                 _ = tokio::time::sleep_until(next) => {
-                    failures = if self.refresh().await { 0 } else { failures.saturating_add(1) };
+                    let read = self.refresh().await;
+                    failures = if read.is_some() { 0 } else { failures.saturating_add(1) };
+                    quiet = if read == Some(false) { quiet.saturating_add(1) } else { 0 };
+                    // Reported moves the reads never show are given up on
+                    // after a few seconds of backing off.
+                    self.unsettled &= quiet <= UNSETTLED_READS;
                     last = Instant::now();
-                    let pause = if self.degraded() { DEGRADED_REFRESH } else { self.settings.refresh_interval };
-                    next = last + pause;
+                    next = last + self.pause(quiet);
                 }
             }
         }
         self.feeds.drain().for_each(|(_, f)| f.stop.cancel());
     }
 
-    fn degraded(&self) -> bool {
+    /// Until the next read: short while the nodes disagree, or while
+    /// degraded (a feed down, slots uncovered), longer as reads keep
+    /// finding no change.
+    fn pause(&self, quiet: u32) -> Duration {
         let map = self.map.load();
-        map.masters().is_empty() || map.uncovered() > 0 || !self.core.state.is_connected()
+        let degraded =
+            map.masters().is_empty() || map.uncovered() > 0 || !self.core.state.is_connected();
+        let first = match (self.unsettled, degraded) {
+            (true, _) => UNSETTLED_REFRESH,
+            (false, true) => DEGRADED_REFRESH,
+            (false, false) => return self.settings.refresh_interval,
+        };
+        first
+            .saturating_mul(1 << quiet.min(5))
+            .min(DEGRADED_REFRESH_MAX)
+    }
+
+    /// Applies MOVED hints at once when they name a known master (the
+    /// read that follows confirms them); an unknown node waits for it.
+    fn follow_moves(&mut self) {
+        let moves = self.signal.take_moved();
+        let current = self.map.load_full();
+        let masters = current.masters();
+        let known: Vec<_> = moves
+            .into_iter()
+            .filter(|(_, n)| masters.contains(n))
+            .collect();
+        let patched = known.iter().fold((*current).clone(), |map, (slot, node)| {
+            map.with_owner(*slot, node)
+        });
+        if patched != *current {
+            tracing::info!(
+                moves = known.len(),
+                "following MOVED replies before the next topology read"
+            );
+            self.apply(patched);
+        }
     }
 
     /// Sends each changed channel to the feed of its slot's master.
@@ -220,31 +318,34 @@ impl Router {
         }
     }
 
-    /// Reads the topology; applies it when it changed. `false` on failure.
-    async fn refresh(&mut self) -> bool {
+    /// Reads the topology and applies it when it changed: `Some(changed)`,
+    /// or `None` when no node answered.
+    async fn refresh(&mut self) -> Option<bool> {
         let current = self.map.load_full();
         let candidates = candidates(&self.settings.seeds, &current);
         match read_topology(&self.core.dialer, &candidates).await {
-            Ok(map) => {
+            Ok((map, agreed)) => {
+                self.unsettled |= !agreed;
                 let none = map.masters().is_empty();
                 self.core
                     .state
                     .set_waiting(none.then(|| "the cluster serves no slot".into()));
-                if map != *current {
+                let changed = map != *current;
+                if changed {
                     self.apply(map);
                 }
-                true
+                self.unsettled &= !(changed && agreed);
+                Some(changed)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the cluster topology");
                 if current.masters().is_empty() {
                     self.core.state.set_waiting(Some(e.to_string()));
                 }
-                false
+                None
             }
         }
     }
-
     /// Starts and stops feeds for the new masters, then routes everything.
     fn apply(&mut self, map: SlotMap) {
         let masters = map.masters();
@@ -275,7 +376,7 @@ impl Router {
             self.core.clone(),
             scope,
             inbox.clone(),
-            Some(self.refresh.clone()),
+            Some(self.signal.clone()),
         );
         let stop = self.stop.child_token();
         self.tracker

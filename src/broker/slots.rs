@@ -87,6 +87,32 @@ impl SlotMap {
         usize::from(SLOTS).saturating_sub(covered)
     }
 
+    /// The map with `slot` served by `node` (what a MOVED reply says),
+    /// until the next read of the whole topology.
+    pub fn with_owner(&self, slot: u16, node: &HostPort) -> SlotMap {
+        let mut ranges = Vec::with_capacity(self.ranges.len() + 2);
+        for (start, end, owner) in &self.ranges {
+            if (*start..=*end).contains(&slot) {
+                if *start < slot {
+                    ranges.push((*start, slot - 1, owner.clone()));
+                }
+                if slot < *end {
+                    ranges.push((slot + 1, *end, owner.clone()));
+                }
+            } else {
+                ranges.push((*start, *end, owner.clone()));
+            }
+        }
+        ranges.push((slot, slot, node.clone()));
+        ranges.sort();
+        let mut nodes = self.nodes.clone();
+        if !nodes.contains(node) {
+            nodes.push(node.clone());
+            nodes.sort();
+        }
+        SlotMap { ranges, nodes }
+    }
+
     /// A hash tag whose slot `node` serves: probe channels named with it
     /// land on that node.
     pub fn tag_on(&self, node: &HostPort) -> Option<String> {
@@ -175,6 +201,22 @@ mod tests {
         assert_eq!(map.uncovered(), 0);
         let tag = map.tag_on(&hp(7001)).unwrap();
         assert_eq!(map.owner(key_slot(tag.as_bytes())), Some(&hp(7001)));
+    }
+
+    #[test]
+    fn a_moved_slot_splits_its_range() {
+        let reply = Value::Array(vec![entry(0, 99, &[7000]), entry(100, 199, &[7001])]);
+        let map = SlotMap::from_cluster_slots(reply, &hp(1)).unwrap();
+        let moved = map.with_owner(50, &hp(7001)).with_owner(0, &hp(7002));
+        assert_eq!(moved.owner(0), Some(&hp(7002)));
+        assert_eq!(moved.owner(1), Some(&hp(7000)));
+        assert_eq!(moved.owner(49), Some(&hp(7000)));
+        assert_eq!(moved.owner(50), Some(&hp(7001)));
+        assert_eq!(moved.owner(51), Some(&hp(7000)));
+        assert_eq!(moved.owner(150), Some(&hp(7001)));
+        assert_eq!(moved.owner(300), None);
+        assert_eq!(moved.masters(), vec![hp(7000), hp(7001), hp(7002)]);
+        assert_eq!(map.with_owner(300, &hp(7000)).owner(300), Some(&hp(7000)));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 mod receive;
 mod subscriptions;
 
+use super::cluster::Signal;
 use super::inflight::InFlight;
 use super::link::Link;
 use super::probe::Probe;
@@ -23,9 +24,8 @@ use crate::config::HostPort;
 use crate::hub::Inbox;
 use crate::outbox::Outbox;
 use arc_swap::ArcSwap;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
@@ -49,8 +49,13 @@ pub struct Feed {
     scope: Scope,
     inbox: Arc<Inbox>,
     state: Arc<FeedState>,
-    /// Cluster feeds: asks the router to read the topology again.
-    refresh: Option<Arc<Notify>>,
+    /// Cluster feeds: tells the router to read the topology again, and
+    /// where MOVED replies said slots went.
+    router: Option<Arc<Signal>>,
+    /// Channels whose subscribe Redis refused, tried again at `retry_at`.
+    refused: HashSet<String>,
+    retry_at: Option<Instant>,
+    refusals: u32,
     /// The node of the current (or last) link.
     node: HostPort,
     /// Channels (client names) subscribed or being subscribed here.
@@ -68,7 +73,7 @@ impl Feed {
         core: Arc<Core>,
         scope: Scope,
         inbox: Arc<Inbox>,
-        refresh: Option<Arc<Notify>>,
+        router: Option<Arc<Signal>>,
     ) -> Feed {
         let probe = Probe::new(
             &core.instance,
@@ -83,7 +88,10 @@ impl Feed {
             scope,
             inbox,
             state,
-            refresh,
+            router,
+            refused: HashSet::new(),
+            retry_at: None,
+            refusals: 0,
             node: HostPort {
                 host: String::new(),
                 port: 0,
@@ -161,12 +169,14 @@ impl Feed {
         }
         self.state
             .down(why.unwrap_or_else(|| "switching node".into()));
-        self.core.hub.unconfirm(self.channels.keys());
+        self.unconfirm(self.channels.iter().map(|(n, s)| (n, *s)));
         self.channels.clear();
         self.inflight.clear();
         self.core.state.update_metrics();
-        if let Some(refresh) = &self.refresh {
-            refresh.notify_one();
+        self.refused.clear();
+        self.retry_at = None;
+        if let Some(router) = &self.router {
+            router.refresh();
         }
     }
 
@@ -220,6 +230,10 @@ impl Feed {
         let limit = self.core.settings.timeout;
         if self.inflight.oldest().is_some_and(|t| t.elapsed() > limit) {
             return Err(BrokerError::Timeout(limit));
+        }
+        if self.retry_at.is_some_and(|t| t <= Instant::now()) {
+            self.retry_at = None;
+            self.inbox.mark(std::mem::take(&mut self.refused));
         }
         let due = self
             .last_probe

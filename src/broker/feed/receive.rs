@@ -6,6 +6,7 @@ use super::{Feed, Sub};
 use crate::broker::inflight::Answer;
 use crate::broker::link::{server_error_text, Link};
 use crate::broker::{BrokerError, MAX_BATCH};
+use crate::config::HostPort;
 use crate::outbox::Outbox;
 use redis::Value;
 use std::sync::Arc;
@@ -139,25 +140,35 @@ impl Feed {
     }
 
     /// An error reply: a refused subscribe (MOVED, CLUSTERDOWN, NOPERM).
+    /// The channels are tried again after a backoff; a MOVED also tells
+    /// the router where the slot went.
     fn on_error(&mut self, e: &redis::ServerError) -> Result<(), BrokerError> {
         let message = server_error_text(e);
         let Answer::Refused(names) = self.inflight.error() else {
             return Err(BrokerError::Refused(message));
         };
-        names.iter().for_each(|n| {
+        for n in &names {
             if self.channels.get(n) == Some(&Sub::Pending) {
                 self.channels.remove(n);
             }
-        });
+        }
         self.core
             .metrics
             .redis_dropped_subscriptions
             .inc_by(names.len() as u64);
         tracing::warn!(node = %self.node, error = %message, channels = names.len(), "redis refused a subscription");
-        // In a cluster the topology tells where the channels live now;
-        // elsewhere they are tried again on the next change or reconnect.
-        if let Some(refresh) = &self.refresh {
-            refresh.notify_one();
+        let (min, max) = (
+            self.core.settings.reconnect_min,
+            self.core.settings.reconnect_max,
+        );
+        self.retry_at = Some(Instant::now() + crate::broker::backoff(self.refusals, min, max));
+        self.refusals = self.refusals.saturating_add(1);
+        self.refused.extend(names);
+        if let Some(router) = &self.router {
+            match moved_to(&message, &self.node) {
+                Some((slot, node)) => router.moved(slot, node),
+                None => router.refresh(),
+            }
         }
         Ok(())
     }
@@ -172,15 +183,75 @@ impl Feed {
             return;
         };
         let name = name.to_string();
-        if self.channels.remove(&name).is_none() {
+        let Some(state) = self.channels.remove(&name) else {
             return;
-        }
-        self.core.hub.unconfirm([&name]);
+        };
+        self.unconfirm([(&name, state)]);
         self.core.metrics.redis_dropped_subscriptions.inc();
         tracing::info!(node = %self.node, channel = %name, "redis dropped a subscription (slot moved); following it");
-        match &self.refresh {
-            Some(refresh) => refresh.notify_one(),
-            None => self.inbox.mark([name]),
+        // Asking this node again gets a MOVED that names the new owner
+        // (or, if it just became the owner's replica, serves it there
+        // until the topology read moves it on).
+        self.inbox.mark([name]);
+        if let Some(router) = &self.router {
+            router.refresh();
+        }
+    }
+}
+
+/// `MOVED <slot> <host>:<port>`: where a slot lives now. An empty host
+/// means the host of the node that answered.
+fn moved_to(message: &str, asked: &HostPort) -> Option<(u16, HostPort)> {
+    let mut words = message.split_whitespace();
+    (words.next()? == "MOVED").then_some(())?;
+    let slot = words.next()?.parse::<u16>().ok()?;
+    let (host, port) = words.next()?.rsplit_once(':')?;
+    let host = match host.trim_start_matches('[').trim_end_matches(']') {
+        "" => asked.host.clone(),
+        h => h.to_string(),
+    };
+    Some((
+        slot,
+        HostPort {
+            host,
+            port: port.parse().ok()?,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moved_replies_name_the_new_owner() {
+        let asked = HostPort {
+            host: "10.0.0.1".into(),
+            port: 7000,
+        };
+        let hp = |h: &str, p| HostPort {
+            host: h.into(),
+            port: p,
+        };
+        assert_eq!(
+            moved_to("MOVED 3999 127.0.0.1:6381", &asked),
+            Some((3999, hp("127.0.0.1", 6381)))
+        );
+        assert_eq!(
+            moved_to("MOVED 1 :7002", &asked),
+            Some((1, hp("10.0.0.1", 7002)))
+        );
+        assert_eq!(
+            moved_to("MOVED 2 [::1]:7003", &asked),
+            Some((2, hp("::1", 7003)))
+        );
+        for other in [
+            "ASK 3999 127.0.0.1:6381",
+            "CLUSTERDOWN The cluster is down",
+            "MOVED x y",
+            "MOVED 1",
+        ] {
+            assert_eq!(moved_to(other, &asked), None, "{other}");
         }
     }
 }

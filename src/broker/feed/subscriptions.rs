@@ -27,6 +27,17 @@ impl Feed {
         name == self.probe_name || (self.core.hub.wants(name) && self.owns(name))
     }
 
+    /// Marks unconfirmed in the hub what this feed had confirmed and
+    /// still owns: a channel that moved to another feed is that feed's.
+    pub(super) fn unconfirm<'a>(&self, names: impl IntoIterator<Item = (&'a String, Sub)>) {
+        let mine: Vec<&String> = names
+            .into_iter()
+            .filter(|(n, state)| *state == Sub::Confirmed && self.owns(n))
+            .map(|(n, _)| n)
+            .collect();
+        self.core.hub.unconfirm(mine);
+    }
+
     fn owns(&self, name: &str) -> bool {
         match &self.scope {
             Scope::All => true,
