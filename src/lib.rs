@@ -15,21 +15,28 @@
 //! - [`hub`]: channel to local subscribers; encodes each message once.
 //! - [`outbox`]: each session's bounded outbound queue; on plain TCP its
 //!   direct path, which writes frames to the socket from the broker task.
-//! - [`broker`]: the one Redis pub/sub connection, reconnects, resubscribes.
+//! - [`broker`]: the Redis side. Feeds (one pub/sub connection each: one
+//!   for standalone and Sentinel, one per master for sharded cluster
+//!   pub/sub) on redcast's own links, reconnects, resubscribes, delivery
+//!   probes; the Sentinel watcher and the cluster's slot router; the
+//!   publisher's command connection.
 //! - [`admin`]: health, readiness and metrics.
 //! - [`metrics`], [`shutdown`].
 //!
 //! # The path of a message
-//! `Redis --(one pub/sub connection)--> broker (takes every message at
-//! hand) --> hub (frame encoded once) --> each session's outbox (bounded)
-//! --> socket`: on plain TCP (`server.direct_writes`, the default) the
-//! broker then writes each touched outbox straight to its socket (one
-//! write per client per burst); with TLS the session's writer drains the
-//! outbox and flushes once.
+//! `Redis --(pub/sub connections: one per process, or one per master with
+//! sharded cluster pub/sub)--> broker feed (takes every message at hand)
+//! --> hub (frame encoded once) --> each session's outbox (bounded) -->
+//! socket`: on plain TCP (`server.direct_writes`, the default) the feed
+//! then writes each touched outbox straight to its socket (one write per
+//! client per burst); with TLS the session's writer drains the outbox and
+//! flushes once.
 //!
 //! # The path of a request
 //! `socket --> session --> protocol (parse, validate) --> hub
-//! (ref-counted) --> broker (SUBSCRIBE on first, UNSUBSCRIBE on last)`.
+//! (ref-counted) --> broker (SUBSCRIBE on first, UNSUBSCRIBE on last; on a
+//! sharded cluster the router hands the channel to the feed of the master
+//! that serves its slot, which SSUBSCRIBEs there)`.
 
 pub mod admin;
 pub mod assets;
