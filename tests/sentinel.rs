@@ -95,33 +95,14 @@ async fn follows_a_master_killed_mid_stream() {
             s.read().await.publish("stream", payload(n)).await;
         }
     });
-    wait_for("some messages flow", DEADLINE, || async {
-        (stream.sent() > 10)
-            .then_some(())
-            .ok_or_else(|| "too few".into())
-    })
-    .await;
+    stream.flows(10).await;
 
     let old = set.write().await.kill_master().await;
-    wait_for(
-        "readiness fails while the master is down",
-        DEADLINE,
-        || async {
-            let (status, body) = get(gw.admin_addr, "/readyz").await;
-            (status == 503).then_some(()).ok_or(body)
-        },
-    )
-    .await;
+    wait_readyz(&gw, 503, "redis pub/sub connection").await;
     let new = set.read().await.wait_new_master(old).await;
     subscribed_on(&*set.read().await, new, "stream").await;
     wait_until("ready again", || ready(&gw)).await;
-    let now = stream.sent();
-    wait_for("delivery resumes", DEADLINE, || async {
-        (stream.sent() > now + 25)
-            .then_some(())
-            .ok_or_else(|| "waiting".into())
-    })
-    .await;
+    stream.flows(25).await;
     let published = stream.stop().await;
     set.read().await.publish("stream", END).await;
     let outage = report("sentinel master kill -9", &got.await.unwrap(), published);
@@ -141,21 +122,9 @@ async fn a_down_sentinel_is_skipped_and_all_down_is_a_readiness_reason() {
     assert_eq!(recv_json(&mut ws).await["data"], 1);
 
     let nowhere = sentinel_gateway(&[dead], set.master_name()).await;
-    wait_for("readiness names the sentinels", DEADLINE, || async {
-        let (status, body) = get(nowhere.admin_addr, "/readyz").await;
-        (status == 503 && body.contains("sentinel"))
-            .then_some(())
-            .ok_or(body)
-    })
-    .await;
+    wait_readyz(&nowhere, 503, "sentinel").await;
     let unknown = sentinel_gateway(&set.sentinel_addrs(), "no-such-master").await;
-    wait_for("readiness says the master is unknown", DEADLINE, || async {
-        let (status, body) = get(unknown.admin_addr, "/readyz").await;
-        (status == 503 && body.contains("no-such-master"))
-            .then_some(())
-            .ok_or(body)
-    })
-    .await;
+    wait_readyz(&unknown, 503, "no-such-master").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,11 +133,5 @@ async fn a_replica_named_as_master_is_refused() {
     let replica = set.data_ports()[1];
     set.monitor_as("stale", replica).await;
     let gw = sentinel_gateway(&set.sentinel_addrs(), "stale").await;
-    wait_for("readiness says it is not the master", DEADLINE, || async {
-        let (status, body) = get(gw.admin_addr, "/readyz").await;
-        (status == 503 && body.contains("not the master"))
-            .then_some(())
-            .ok_or(body)
-    })
-    .await;
+    wait_readyz(&gw, 503, "not the master").await;
 }

@@ -53,6 +53,20 @@ impl Publishing {
         self.sent.load(Ordering::SeqCst)
     }
 
+    /// Waits until `more` messages were published after this call.
+    pub async fn flows(&self, more: u64) {
+        let target = self.sent() + more;
+        let start = Instant::now();
+        while self.sent() < target {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "publishing stalled at {}",
+                self.sent()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Stops; returns how many were published.
     pub async fn stop(self) -> u64 {
         self.stop.store(true, Ordering::SeqCst);
