@@ -12,25 +12,15 @@ mod common;
 use common::cluster::Cluster;
 use common::proxy::Blackhole;
 use common::stream::{payload, receive, report, Publishing, END};
-use common::topology::{wait_for, FAILOVER_DEADLINE};
+use common::topology::{wait_for, FAILOVER_DEADLINE, FAST_REDIS};
 use common::*;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Fast timings, so that tests see failures (and recoveries) quickly.
-const FAST: [(&str, &str); 6] = [
-    ("REDCAST_REDIS__TIMEOUT", "1s"),
-    ("REDCAST_REDIS__PING_INTERVAL", "1s"),
-    ("REDCAST_REDIS__PROBE_INTERVAL", "200ms"),
-    ("REDCAST_REDIS__PROBE_TIMEOUT", "1s"),
-    ("REDCAST_REDIS__RECONNECT_MIN", "50ms"),
-    ("REDCAST_REDIS__RECONNECT_MAX", "500ms"),
-];
-
 async fn cluster_gateway(cluster: &Cluster, extra: &[(&str, &str)]) -> redcast::Gateway {
     let mut env = vec![("REDCAST_REDIS__MODE", "cluster")];
-    env.extend(FAST);
+    env.extend(FAST_REDIS);
     env.extend(extra);
     redcast::Gateway::start(settings(&cluster.seed_url(), &env))
         .await

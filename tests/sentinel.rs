@@ -10,7 +10,7 @@ mod common;
 
 use common::sentinel::SentinelSet;
 use common::stream::{payload, receive, report, Publishing, END};
-use common::topology::{wait_for, FAILOVER_DEADLINE};
+use common::topology::{wait_for, FAILOVER_DEADLINE, FAST_REDIS};
 use common::*;
 use serde_json::json;
 use std::sync::Arc;
@@ -25,17 +25,12 @@ async fn sentinel_gateway(sentinels: &[String], master: &str) -> redcast::Gatewa
             .collect::<Vec<_>>()
             .join(",")
     );
-    let env = [
+    let mut env = vec![
         ("REDCAST_REDIS__MODE", "sentinel"),
         ("REDCAST_REDIS__SENTINELS", list.as_str()),
         ("REDCAST_REDIS__SENTINEL_MASTER", master),
-        ("REDCAST_REDIS__TIMEOUT", "1s"),
-        ("REDCAST_REDIS__PING_INTERVAL", "1s"),
-        ("REDCAST_REDIS__PROBE_INTERVAL", "200ms"),
-        ("REDCAST_REDIS__PROBE_TIMEOUT", "1s"),
-        ("REDCAST_REDIS__RECONNECT_MIN", "50ms"),
-        ("REDCAST_REDIS__RECONNECT_MAX", "500ms"),
     ];
+    env.extend(FAST_REDIS);
     // The URL's host is not used in sentinel mode: the sentinels name it.
     redcast::Gateway::start(settings("redis://unused.invalid:1", &env))
         .await

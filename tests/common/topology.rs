@@ -9,6 +9,17 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// Fast redcast timings for topology tests, so that they see failures
+/// (and recoveries) quickly.
+pub const FAST_REDIS: [(&str, &str); 6] = [
+    ("REDCAST_REDIS__TIMEOUT", "1s"),
+    ("REDCAST_REDIS__PING_INTERVAL", "1s"),
+    ("REDCAST_REDIS__PROBE_INTERVAL", "200ms"),
+    ("REDCAST_REDIS__PROBE_TIMEOUT", "1s"),
+    ("REDCAST_REDIS__RECONNECT_MIN", "50ms"),
+    ("REDCAST_REDIS__RECONNECT_MAX", "500ms"),
+];
+
 /// Bound on a failover (detection + election + promotion + agreement);
 /// they take 2-4 s with the timeouts these harnesses set.
 pub const FAILOVER_DEADLINE: Duration = Duration::from_secs(30);
