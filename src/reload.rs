@@ -9,8 +9,8 @@
 //! new connection), the drain window and the TLS certificate (re-read
 //! from the same files). Read once at start (a change is logged, the
 //! running value kept, and a restart needed): listen addresses, every
-//! `[redis]` key, TLS file paths and watch interval, `drain_timeout`, and
-//! `[log]`.
+//! `[redis]` key (the topology included), TLS file paths and watch
+//! interval, `drain_timeout`, and `[log]`.
 
 use crate::auth::{KeyLoadError, Policy};
 use crate::config::Settings;
@@ -112,6 +112,10 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
         ("redis.password", o.password != n.password),
         ("redis.ca_file", o.ca_file != n.ca_file),
         ("redis.channel_prefix", o.channel_prefix != n.channel_prefix),
+        (
+            "redis (mode, sentinels, cluster nodes)",
+            o.topology != n.topology,
+        ),
         (
             "redis (timeouts, intervals)",
             (

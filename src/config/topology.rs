@@ -65,7 +65,7 @@ impl std::fmt::Display for HostPort {
 }
 
 /// Sentinel mode, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SentinelSettings {
     pub sentinels: Vec<HostPort>,
     pub master: String,
@@ -75,7 +75,7 @@ pub struct SentinelSettings {
 }
 
 /// Cluster mode, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSettings {
     /// `redis.url`'s node first, then `redis.nodes`.
     pub seeds: Vec<HostPort>,
@@ -84,7 +84,7 @@ pub struct ClusterSettings {
 }
 
 /// How redcast finds its Redis nodes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Topology {
     Standalone,
     Sentinel(SentinelSettings),
