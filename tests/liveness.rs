@@ -37,9 +37,12 @@ async fn silent_pubsub_connection_fails_readiness_and_recovers() {
         status == 503 && (body.contains("probe") || body.contains("redis"))
     })
     .await;
+    wait_until("the silent connection is given up", || async {
+        metric(&gw, "redcast_delivery_probe_failures_total").await >= 1.0
+    })
+    .await;
     hole.set(false);
     wait_until("ready again", || ready(&gw)).await;
-    assert!(metric(&gw, "redcast_delivery_probe_failures_total").await >= 1.0);
     redis.publish("watched", "1").await;
     assert_eq!(
         recv_json(&mut ws).await,

@@ -129,7 +129,10 @@ pub fn start(
         }
         Topology::Cluster(c) if !c.sharded => {
             let nodes = cluster::Nodes::new(c, dialer.clone());
-            (Some(Target::AnyNode(nodes)), publisher::Route::Cluster)
+            (
+                Some(Target::AnyNode(Box::new(nodes))),
+                publisher::Route::Cluster,
+            )
         }
         Topology::Cluster(_) => (None, publisher::Route::Cluster),
     };

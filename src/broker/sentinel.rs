@@ -1,9 +1,9 @@
 //! Sentinel mode: the sentinels name the master; redcast asks them before
 //! every (re)connect and follows a switch as soon as one is announced.
 //!
-//! Asking: `SENTINEL get-master-addr-by-name <name>` on each sentinel in
-//! turn, starting with the one that answered last; a sentinel that is
-//! down or does not know the master is skipped. Following: a watcher task
+//! Asking: `SENTINEL get-master-addr-by-name <name>` on every sentinel at
+//! once, keeping the answer most give; a sentinel that is down, slow or
+//! does not know the master is left out. Following: a watcher task
 //! holds a pub/sub link to one sentinel, subscribed to `+switch-master`,
 //! and also asks again every `redis.ping_interval` (a switch announced
 //! while it was reconnecting is not missed). The current master is
@@ -16,7 +16,6 @@ use super::BrokerError;
 use crate::config::{HostPort, RedisSettings, SentinelSettings};
 use crate::metrics::Metrics;
 use redis::Value;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -27,8 +26,6 @@ pub struct Sentinels {
     settings: SentinelSettings,
     redis: RedisSettings,
     dialer: Dialer,
-    /// The sentinel that answered last (asked first next time).
-    preferred: AtomicUsize,
     master: watch::Sender<Option<HostPort>>,
     metrics: Arc<Metrics>,
 }
@@ -43,7 +40,6 @@ impl Sentinels {
             dialer: Dialer::sentinel(redis, settings)?,
             settings: settings.clone(),
             redis: redis.clone(),
-            preferred: AtomicUsize::new(0),
             master: watch::Sender::new(None),
             metrics,
         }))
@@ -54,44 +50,52 @@ impl Sentinels {
         self.master.subscribe()
     }
 
-    /// Asks the sentinels for the master now.
+    /// Asks every sentinel for the master now (at once, each within
+    /// `redis.timeout`) and takes the answer with the highest config
+    /// epoch, as Sentinel itself does: a sentinel that has not yet heard
+    /// of a failover cannot send redcast back to the old master. Equal
+    /// epochs go to the answer most sentinels give.
     pub async fn resolve(&self) -> Result<HostPort, BrokerError> {
-        let n = self.settings.sentinels.len();
-        let first = self.preferred.load(Ordering::Relaxed);
+        let asks = self.settings.sentinels.iter().map(|s| self.ask(s));
+        let answers = futures_util::future::join_all(asks).await;
+        let mut votes: Vec<((u64, HostPort), usize)> = Vec::new();
         let mut failures = Vec::new();
-        for i in (0..n).map(|k| (first + k) % n) {
-            let sentinel = &self.settings.sentinels[i];
-            match self.ask(sentinel).await {
-                Ok(master) => {
-                    self.preferred.store(i, Ordering::Relaxed);
-                    self.master.send_if_modified(|m| replace(m, &master));
-                    return Ok(master);
-                }
+        for answer in answers {
+            match answer {
+                Ok(said) => match votes.iter_mut().find(|(a, _)| *a == said) {
+                    Some((_, n)) => *n += 1,
+                    None => votes.push((said, 1)),
+                },
                 Err(e) => failures.push(e),
             }
         }
-        Err(BrokerError::Sentinel(format!(
-            "no sentinel named the master `{}` ({})",
-            self.settings.master,
-            failures.join("; ")
-        )))
+        let best = votes
+            .into_iter()
+            .rev()
+            .max_by_key(|((epoch, _), n)| (*epoch, *n));
+        let Some(((_, master), _)) = best else {
+            return Err(BrokerError::Sentinel(format!(
+                "no sentinel named the master `{}` ({})",
+                self.settings.master,
+                failures.join("; ")
+            )));
+        };
+        self.master.send_if_modified(|m| replace(m, &master));
+        Ok(master)
     }
 
-    async fn ask(&self, sentinel: &HostPort) -> Result<HostPort, String> {
+    /// `SENTINEL MASTER <name>` on one sentinel: its config epoch and the
+    /// master's address.
+    async fn ask(&self, sentinel: &HostPort) -> Result<(u64, HostPort), String> {
         let mut link = self
             .dialer
             .open(sentinel)
             .await
             .map_err(|e| e.to_string())?;
         let mut cmd = redis::cmd("SENTINEL");
-        cmd.arg("get-master-addr-by-name")
-            .arg(&self.settings.master);
-        match link.request(&cmd).await.map_err(|e| e.to_string())? {
-            Value::Array(parts) => {
-                master_addr(parts).ok_or_else(|| format!("{sentinel}: unreadable answer"))
-            }
-            _ => Err(format!("{sentinel} does not know this master")),
-        }
+        cmd.arg("MASTER").arg(&self.settings.master);
+        let reply = link.request(&cmd).await.map_err(|e| e.to_string())?;
+        master_fields(reply).ok_or_else(|| format!("{sentinel}: unreadable answer"))
     }
 
     /// Resolves once the sentinels name a master other than `current`.
@@ -103,6 +107,16 @@ impl Sentinels {
             .await;
         self.metrics.redis_master_switches.inc();
         tracing::info!(from = %current, "sentinel switched the master; following it");
+    }
+
+    /// Resolves when the master heard of changes (for a reconnect that is
+    /// waiting out its backoff: a switch is worth trying at once).
+    pub async fn changed(&self) {
+        let mut rx = self.master.subscribe();
+        rx.mark_unchanged();
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// The watcher task: see the module docs. Runs until `stop`.
@@ -195,18 +209,68 @@ fn replace(slot: &mut Option<HostPort>, new: &HostPort) -> bool {
     true
 }
 
-/// `[ip, port]` from `SENTINEL get-master-addr-by-name`.
-fn master_addr(parts: Vec<Value>) -> Option<HostPort> {
-    let text = |v: &Value| match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
+/// The config epoch and address from `SENTINEL MASTER`'s field list.
+fn master_fields(reply: Value) -> Option<(u64, HostPort)> {
+    let text = |v: Value| match v {
+        Value::BulkString(b) => String::from_utf8(b).ok(),
+        Value::SimpleString(s) => Some(s),
+        Value::Int(n) => Some(n.to_string()),
         _ => None,
     };
-    let [host, port] = parts.as_slice() else {
-        return None;
+    let fields: Vec<(String, String)> = match reply {
+        Value::Array(items) => {
+            let mut items = items.into_iter();
+            std::iter::from_fn(|| Some((text(items.next()?)?, text(items.next()?)?))).collect()
+        }
+        Value::Map(pairs) => pairs
+            .into_iter()
+            .filter_map(|(k, v)| Some((text(k)?, text(v)?)))
+            .collect(),
+        _ => return None,
     };
-    Some(HostPort {
-        host: text(host)?,
-        port: text(port)?.parse().ok()?,
-    })
+    let get = |key: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let master = HostPort {
+        host: get("ip")?.to_string(),
+        port: get("port")?.parse().ok()?,
+    };
+    Some((get("config-epoch")?.parse().ok()?, master))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn sentinel_master_fields_give_epoch_and_address() {
+        let words = [
+            "name",
+            "mymaster",
+            "ip",
+            "10.0.0.2",
+            "port",
+            "6380",
+            "flags",
+            "master",
+            "config-epoch",
+            "7",
+        ];
+        let reply = Value::Array(words.iter().map(|w| bulk(w)).collect());
+        let (epoch, master) = master_fields(reply).unwrap();
+        assert_eq!(
+            (epoch, master.to_string()),
+            (7, "10.0.0.2:6380".to_string())
+        );
+        let missing = Value::Array(words[..6].iter().map(|w| bulk(w)).collect());
+        assert_eq!(master_fields(missing), None);
+        assert_eq!(master_fields(Value::Nil), None);
+    }
 }

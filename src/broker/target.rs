@@ -14,7 +14,7 @@ pub enum Target {
     /// The current master of a Sentinel-managed set.
     Sentinel(Arc<Sentinels>),
     /// Any node of a cluster (classic pub/sub reaches every node).
-    AnyNode(Nodes),
+    AnyNode(Box<Nodes>),
 }
 
 impl Target {
@@ -43,6 +43,17 @@ impl Target {
     pub async fn switched(&self, current: &HostPort) {
         match self {
             Target::Sentinel(s) => s.switched_from(current).await,
+            _ => std::future::pending().await,
+        }
+    }
+}
+
+impl Target {
+    /// Resolves when a reconnect waiting out its backoff should try at
+    /// once (a Sentinel switch was heard); never for the other targets.
+    pub async fn changed(&self) {
+        match self {
+            Target::Sentinel(s) => s.changed().await,
             _ => std::future::pending().await,
         }
     }

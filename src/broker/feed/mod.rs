@@ -125,6 +125,7 @@ impl Feed {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = tokio::time::sleep(delay) => {}
+                _ = target.changed() => {}
             }
         }
         self.lost(Some("stopped".into()));
