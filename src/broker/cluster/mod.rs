@@ -2,19 +2,20 @@
 //! adds no hash tags, it routes each channel by its own slot.
 //!
 //! Sharded pub/sub: a [`Router`] reads the topology (`CLUSTER SLOTS`,
-//! asking up to three known nodes and keeping the view most of them
-//! share), keeps one feed per master that serves slots, and routes every
-//! hub change to the feed whose node serves the channel's slot. The
-//! topology is read again every `redis.cluster_refresh_interval`; every
-//! [`DEGRADED_REFRESH`] (backing off) while a feed is down or slots are
-//! uncovered; every [`UNSETTLED_REFRESH`] while the nodes asked disagree;
-//! and at once (coalesced) when a feed loses its link, Redis drops a
-//! subscription because its slot moved (`sunsubscribe`), or refuses one
-//! (MOVED, CLUSTERDOWN). A MOVED reply that names a known master is
-//! followed at once, before the read confirms it. When it changes, feeds for new masters start,
-//! feeds for nodes that serve nothing any more stop, and every channel is
-//! routed again: each feed drops what it no longer owns and subscribes
-//! what it now does.
+//! asking up to three known nodes over kept connections and keeping the
+//! view most of them share), keeps one feed per master that serves slots,
+//! and routes every hub change to the feed whose node serves the
+//! channel's slot. The topology is read again every
+//! `redis.cluster_refresh_interval`; every [`DEGRADED_REFRESH`] while a
+//! feed is down or slots are uncovered (backing off while reads fail);
+//! every [`UNSETTLED_REFRESH`] while the nodes asked disagree; and at once
+//! (coalesced) when a feed loses its link, Redis drops a subscription
+//! because its slot moved (`sunsubscribe`), or refuses one (MOVED,
+//! CLUSTERDOWN). A MOVED reply that names a known master is followed at
+//! once, before a read confirms it. When the topology changes, feeds for
+//! new masters start, feeds for nodes that serve nothing any more stop,
+//! and every channel is routed again: each feed drops what it no longer
+//! owns and subscribes what it now does.
 //!
 //! Classic pub/sub: one feed on any node ([`Nodes`]); PUBLISH reaches
 //! every node, so any will do, and the next one is used after a failure.
