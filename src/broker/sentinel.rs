@@ -1,9 +1,9 @@
 //! Sentinel mode: the sentinels name the master; redcast asks them before
 //! every (re)connect and follows a switch as soon as one is announced.
 //!
-//! Asking: `SENTINEL get-master-addr-by-name <name>` on every sentinel at
-//! once, keeping the answer most give; a sentinel that is down, slow or
-//! does not know the master is left out. Following: a watcher task
+//! Asking: `SENTINEL MASTER <name>` on every sentinel at once, following
+//! the answer with the highest config epoch; a sentinel that is down,
+//! slow or does not know the master is left out. Following: a watcher task
 //! holds a pub/sub link to one sentinel, subscribed to `+switch-master`,
 //! and also asks again every `redis.ping_interval` (a switch announced
 //! while it was reconnecting is not missed). The current master is
