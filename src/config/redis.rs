@@ -203,6 +203,16 @@ fn validate_url(r: &RedisSection) -> Result<::redis::ConnectionInfo, KeyError> {
             format!("not a usable Redis URL ({:?})", e.kind()),
         )
     })?;
+    if matches!(
+        info.addr(),
+        ::redis::ConnectionAddr::TcpTls { insecure: true, .. }
+    ) {
+        return Err(err(
+            "redis.url",
+            "#insecure (TLS without certificate checks) is not supported: \
+             give the CA that signed the server's certificate in redis.ca_file",
+        ));
+    }
     let tls_wanted = r.url.starts_with("rediss://") || r.sentinel_tls;
     if let Some(ca) = &r.ca_file {
         if !tls_wanted {
