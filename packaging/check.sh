@@ -262,8 +262,17 @@ check_configs() {
     fi
     local dir="$TMP/configs" ok=1 f
     mkdir -p "$dir"
+    # The chart rendered for the other Redis topologies, too.
+    local renders=("$RENDERED")
+    if ((helm_ok)); then
+        "$VENV/bin/python" packaging/helm-render.py --set config.redis.mode=sentinel \
+            --set 'config.redis.sentinels={redis-0.redis:26379,redis-1.redis:26379}' >"$TMP/helm-sentinel.yaml"
+        "$VENV/bin/python" packaging/helm-render.py --set config.redis.mode=cluster \
+            --set 'config.redis.nodes={redis-1.redis:6379}' >"$TMP/helm-cluster.yaml"
+        renders+=("$TMP/helm-sentinel.yaml" "$TMP/helm-cluster.yaml")
+    fi
     # [tls] is dropped: the certificate paths only exist inside the pod.
-    "$VENV/bin/python" - "$dir" "$K8S_DIR/deployment.yaml" "$K8S_DIR/sidecar.yaml" "$RENDERED" <<'PY'
+    "$VENV/bin/python" - "$dir" "$K8S_DIR/deployment.yaml" "$K8S_DIR/sidecar.yaml" "${renders[@]}" <<'PY'
 import pathlib, re, sys, yaml
 out = pathlib.Path(sys.argv[1])
 for src in sys.argv[2:]:
