@@ -151,7 +151,8 @@ def section(w, load, text, files, num, ms_or_us, get):
                 where.append(f"{mode} at {num(rate)} msg/s: " + ", ".join(seen))
     if where:
         w("Where redcast's subscriptions were, 6 s into each run (`PUBSUB SHARDCHANNELS` "
-          "for sharded, `PUBSUB CHANNELS` for classic, per node): " + "; ".join(where) + ".")
+          "for sharded, `PUBSUB CHANNELS` for classic, per node; redcast's own probe "
+          "channels included): " + "; ".join(where) + ".")
         w("")
     for line in findings(R, names, num, ms_or_us, get):
         w(line)
@@ -195,8 +196,8 @@ def nagle(w, R, num, ms_or_us, get):
       f"{ms_or_us(get(c, 'latency', 'p99_us'))} / {ms_or_us(get(c, 'latency', 'max_us'))} "
       f"against {ms_or_us(get(s, 'latency', 'p50_us'))} / "
       f"{ms_or_us(get(s, 'latency', 'p99_us'))} / {ms_or_us(get(s, 'latency', 'max_us'))} "
-      "sharded. Two thirds of the channels are served by a master other than the node "
-      "redcast's one classic connection is on, so their messages cross the cluster bus "
+      "sharded. About two thirds of the channels are served by a master other than the "
+      "node redcast's one classic connection is on, so their messages cross the cluster bus "
       "first, and a tail that stops near 40 ms is the mark of Nagle's algorithm meeting "
       "delayed ACKs: a node sends bus messages on the bus connections it opened, and "
       "Redis 7.0.15 sets `TCP_NODELAY` on the connections it accepts but not on those it "
