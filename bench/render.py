@@ -5,7 +5,8 @@
 
 OUT_DIR holds the JSON reports (<case>-<target>.json) and the side files
 that run-all.sh leaves there (commands.txt, perf-top.txt, syscalls-*.txt,
-nchan-pubsub-channels.txt, nginx.conf, redcast.toml).
+nchan-pubsub-channels.txt, nginx.conf, redcast.toml, cluster-nodes.txt).
+The Redis Cluster section is written by render_cluster.py.
 """
 import datetime
 import json
@@ -413,6 +414,13 @@ if gains:
       "is saturated (b), both paths end up batching whatever queued while it was busy "
       "into one write per client, so their CPU per delivery converges.")
     w("")
+
+# --- Redis Cluster (bench/cluster.sh) ----------------------------------------------
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # no __pycache__ in the work tree
+import render_cluster  # noqa: E402 - beside this file
+
+render_cluster.section(w, load, text, sorted(os.listdir(out_dir)), num, ms_or_us, get)
 
 # --- Nchan through Redis --------------------------------------------------------
 pubsub = text("nchan-pubsub-channels.txt")

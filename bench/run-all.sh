@@ -11,7 +11,8 @@
 #   DOC=FILE       the Markdown written (default: docs/benchmarks.md)
 #   PROFILE=0      skip the perf/strace profile of redcast (default 1)
 #   ONLY="a b"     run only these cases (names below; "profile" for the
-#                  profiling runs), e.g. into an existing OUT to redo some
+#                  profiling runs; "cluster" for the Redis Cluster cases of
+#                  bench/cluster.sh), e.g. into an existing OUT to redo some
 #   REDCAST_BIN    use this redcast binary instead of building the work tree
 #   REDCAST_COMMIT the commit it was built from, for the report
 #
@@ -66,10 +67,17 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
 REDIS_PID=$!
 REDCAST_PID=""
 NCHAN_DIR=""
+# Per case (the cluster cases set them): redcast's Redis URL and extra
+# environment, and the --aux-pid arguments of the load generator.
+RC_REDIS_URL=""
+RC_EXTRA_ENV=()
+AUX_ARGS=(--aux-pid "$REDIS_PID")
+source bench/cluster.sh
 
 cleanup() {
   if [ -n "$REDCAST_PID" ]; then kill -TERM "$REDCAST_PID" 2>/dev/null || true; fi
   if [ -n "$NCHAN_DIR" ]; then bench/nchan/teardown.sh "$NCHAN_DIR" >/dev/null 2>&1 || true; fi
+  cluster_stop
   kill -TERM "$REDIS_PID" 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -81,11 +89,14 @@ done
 redis-cli -p "$REDIS_PORT" ping >/dev/null
 
 # --- Nchan: install (apt-get) once and check it starts ---------------------
+# (not for ONLY=cluster, which runs redcast alone)
 NCHAN_PORT=$(free_port)
-NCHAN_DIR=$(REDIS_PORT=$REDIS_PORT NCHAN_PORT=$NCHAN_PORT bench/nchan/setup.sh)
-cp "$NCHAN_DIR/nginx.conf" "$OUT/nginx.conf"
-bench/nchan/teardown.sh "$NCHAN_DIR"
-NCHAN_DIR=""
+if ! [[ "$ONLY" =~ ^\ *cluster\ *$ ]]; then
+  NCHAN_DIR=$(REDIS_PORT=$REDIS_PORT NCHAN_PORT=$NCHAN_PORT bench/nchan/setup.sh)
+  cp "$NCHAN_DIR/nginx.conf" "$OUT/nginx.conf"
+  bench/nchan/teardown.sh "$NCHAN_DIR"
+  NCHAN_DIR=""
+fi
 
 # --- redcast config: room for 19,000 clients from one address --------------
 RC_PORT=$(free_port)
@@ -118,16 +129,17 @@ start_server() { # target name   (RC_TLS=1: redcast serves wss://)
   local target=$1 name=$2
   SERVER_ARGS=()
   if [ "$target" = redcast ]; then
-    local tls_env=() scheme=ws tls_args=()
+    local tls_env=("${RC_EXTRA_ENV[@]}") scheme=ws tls_args=()
+    local redis_url=${RC_REDIS_URL:-redis://127.0.0.1:$REDIS_PORT}
     # RC_DIRECT=0: server.direct_writes off (the design-gain rows).
     if [ "${RC_DIRECT:-1}" = 0 ]; then tls_env+=(REDCAST_SERVER__DIRECT_WRITES=false); fi
     if [ "${RC_TLS:-0}" = 1 ]; then
-      tls_env=(REDCAST_TLS__CERT="$OUT/tls-cert.pem" REDCAST_TLS__KEY="$OUT/tls-key.pem")
+      tls_env+=(REDCAST_TLS__CERT="$OUT/tls-cert.pem" REDCAST_TLS__KEY="$OUT/tls-key.pem")
       scheme=wss
       tls_args=(--ca-file "$OUT/tls-cert.pem")
     fi
     env "${tls_env[@]}" taskset -c 0 "$REDCAST" --config "$OUT/redcast.toml" --listen "127.0.0.1:$RC_PORT" \
-      --admin-listen "127.0.0.1:$ADMIN_PORT" --redis-url "redis://127.0.0.1:$REDIS_PORT" \
+      --admin-listen "127.0.0.1:$ADMIN_PORT" --redis-url "$redis_url" \
       >"$OUT/$name-redcast.server.log" 2>&1 &
     REDCAST_PID=$!
     for _ in $(seq 1 100); do
@@ -140,7 +152,7 @@ start_server() { # target name   (RC_TLS=1: redcast serves wss://)
     if [ "$scheme" = wss ]; then host=localhost; fi
     SERVER_PIDS="$REDCAST_PID"
     SERVER_ARGS=(--server-pid "$REDCAST_PID" --url "$scheme://$host:$RC_PORT/ws"
-      --redis-url "redis://127.0.0.1:$REDIS_PORT" "${tls_args[@]}")
+      --redis-url "$redis_url" "${tls_args[@]}")
   else
     NCHAN_DIR=$(NCHAN_WORKERS="${NCHAN_WORKERS:-1}" NCHAN_TASKSET=0 SKIP_INSTALL=1 \
       REDIS_PORT=$REDIS_PORT NCHAN_PORT=$NCHAN_PORT bench/nchan/setup.sh 2>/dev/null)
@@ -201,12 +213,13 @@ wait_quiet() { # name
   echo "$1 busy_cores_before=$busy waited_s=$waited" >>"$OUT/quiet.txt"
 }
 
-run_case() { # name target bench-args...
+run_case() { # name target bench-args...   (CASE_GROUP: ONLY may name it)
   local name=$1 target=$2
   shift 2
   case " $ONLY " in
     "  ") ;;
     *" $name "*) ;;
+    *" ${CASE_GROUP:-.} "*) ;;
     *) return 0 ;;
   esac
   local try
@@ -214,7 +227,7 @@ run_case() { # name target bench-args...
     wait_quiet "$name-$target"
     start_server "$target" "$name"
     local cmd=(taskset -c 1 "$BENCH" --target "$target" --label "$name"
-      --aux-pid "$REDIS_PID" --source-base "$SOURCE_BASE" --max-run 240
+      "${AUX_ARGS[@]}" --source-base "$SOURCE_BASE" --max-run 240
       --json "$OUT/$name-$target.json" "${SERVER_ARGS[@]}" "$@")
     SOURCE_BASE=$((SOURCE_BASE + 4))
     if [ "$SOURCE_BASE" -gt 240 ]; then SOURCE_BASE=2; fi
@@ -223,6 +236,8 @@ run_case() { # name target bench-args...
       # Evidence that Nchan really goes through Redis: its pub/sub channels.
       (sleep 6; redis-cli -p "$REDIS_PORT" PUBSUB CHANNELS '*' >"$OUT/nchan-pubsub-channels.txt" 2>&1) &
     fi
+    # DURING: a function run 6 s into the case (e.g. cluster_pubsub).
+    if [ -n "${DURING:-}" ]; then (sleep 6; "$DURING" "$name") & fi
     if ! "${cmd[@]}" >"$OUT/$name-$target.txt" 2>"$OUT/$name-$target.err"; then
       echo "   (failed: see $OUT/$name-$target.err)" >&2
       tail -3 "$OUT/$name-$target.err" >&2 || true
@@ -274,6 +289,9 @@ NCHAN_WORKERS=2 run_case reconnect-storm nchan --scenario reconnect-storm --clie
 RC_DIRECT=0 run_case a-fanout-40-queued redcast --scenario broadcast --clients 5000 --channels 10 --rate 40 --duration 10
 RC_DIRECT=0 run_case b-fanout-400-queued redcast --scenario broadcast --clients 5000 --channels 10 --rate 400 --duration 10
 RC_DIRECT=0 run_case mixed-queued redcast --scenario mixed --clients 2000 --channels 100 --subs-per-client 3 --rate 500 --duration 10
+
+# Redis Cluster: sharded against classic pub/sub (bench/cluster.sh).
+cluster_cases
 
 # --- profiles: redcast at (a) and (b), Nchan at (a), both in a storm --------
 delivered_total() { # redcast's frames delivered so far (Nchan: none)

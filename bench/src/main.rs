@@ -11,6 +11,7 @@
 //! whole run is bounded by `--max-run`.
 
 mod client;
+mod cluster;
 mod payload;
 mod procfs;
 mod publish;
@@ -67,9 +68,15 @@ struct Cli {
     /// self-signed one); its name must match the URL's host.
     #[arg(long)]
     ca_file: Option<PathBuf>,
-    /// Redis to PUBLISH to (redcast target).
+    /// Redis to PUBLISH to (redcast target); with --redis-cluster, a seed.
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
+    /// Publish through a Redis Cluster client (routed by channel slot).
+    #[arg(long)]
+    redis_cluster: bool,
+    /// Redis command to publish with (spublish: sharded pub/sub).
+    #[arg(long, value_enum, default_value = "publish")]
+    publish_command: cluster::PublishCommand,
     /// Nchan publisher URL, with `{channel}` (Nchan target).
     #[arg(long, default_value = "http://127.0.0.1:8081/pub/{channel}")]
     publish_url: String,
@@ -124,9 +131,10 @@ struct Cli {
     /// (nginx master and workers).
     #[arg(long)]
     server_pid: Vec<u32>,
-    /// Other processes whose CPU is reported apart (e.g. redis-server).
+    /// Other processes whose CPU is reported apart (e.g. redis-server),
+    /// as PID or NAME=PID: summed, and each on its own.
     #[arg(long)]
-    aux_pid: Vec<u32>,
+    aux_pid: Vec<procfs::AuxPid>,
     /// Write the report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -320,6 +328,7 @@ async fn run(cli: &Cli, nofile: (u64, u64), pub_rt: Handle) -> anyhow::Result<()
             Publisher::redis(
                 pub_rt.clone(),
                 &cli.redis_url,
+                (cli.redis_cluster, cli.publish_command),
                 names.clone(),
                 pad,
                 cli.max_inflight.unwrap_or(256),
@@ -348,6 +357,7 @@ async fn run(cli: &Cli, nofile: (u64, u64), pub_rt: Handle) -> anyhow::Result<()
         );
     }
     let server_pids = cli.server_pid.clone();
+    let aux_pids: Vec<u32> = cli.aux_pid.iter().map(|a| a.pid).collect();
     let rss_before = procfs::total_rss(&server_pids)?;
     let kernel_before = procfs::kernel_mem();
 
@@ -414,7 +424,7 @@ async fn run(cli: &Cli, nofile: (u64, u64), pub_rt: Handle) -> anyhow::Result<()
         )
     };
     let connect_start = Instant::now();
-    let cpu_connect0 = cpu_snapshot(&server_pids, &cli.aux_pid)?;
+    let cpu_connect0 = cpu_snapshot(&server_pids, &aux_pids)?;
     let mut tasks = Vec::with_capacity(n);
     for chans in plan {
         tasks.push(tokio::spawn(client::run(
@@ -436,7 +446,7 @@ async fn run(cli: &Cli, nofile: (u64, u64), pub_rt: Handle) -> anyhow::Result<()
     );
     let rss_connected = procfs::total_rss(&server_pids)?;
     let kernel_connected = procfs::kernel_mem();
-    let cpu_connect1 = cpu_snapshot(&server_pids, &cli.aux_pid)?;
+    let cpu_connect1 = cpu_snapshot(&server_pids, &aux_pids)?;
 
     let mut report = Report::new(
         cli.label.clone(),
@@ -461,7 +471,8 @@ async fn run(cli: &Cli, nofile: (u64, u64), pub_rt: Handle) -> anyhow::Result<()
     );
     if measure {
         set_phase("publish");
-        let cpu0 = cpu_snapshot(&server_pids, &cli.aux_pid)?;
+        let cpu0 = cpu_snapshot(&server_pids, &aux_pids)?;
+        let aux0 = procfs::each_cpu(&cli.aux_pid);
         let pub_start = Instant::now();
         let pub_start_unix = payload::unix_nanos();
         let duration = Duration::from_secs_f64(cli.duration);
@@ -498,7 +509,9 @@ async fn run(cli: &Cli, nofile: (u64, u64), pub_rt: Handle) -> anyhow::Result<()
             ));
         }
         let window = pub_start.elapsed().as_secs_f64();
-        let cpu1 = cpu_snapshot(&server_pids, &cli.aux_pid)?;
+        let cpu1 = cpu_snapshot(&server_pids, &aux_pids)?;
+        let aux1 = procfs::each_cpu(&cli.aux_pid);
+        report.aux_cpu = procfs::ProcessCpu::between(&cli.aux_pid, &aux0, &aux1, window);
         let delivered = shared.delivered.load(Ordering::Relaxed);
         let last = shared.last_delivery.load(Ordering::Relaxed);
         let delivery_secs = if last > pub_start_unix {
@@ -516,6 +529,7 @@ async fn run(cli: &Cli, nofile: (u64, u64), pub_rt: Handle) -> anyhow::Result<()
             .ok()
             .and_then(|e| e.clone());
         report.rate = cli.rate;
+        report.publish = Some(publisher.setup.clone());
         report.publish_seconds = publish_secs;
         report.publish_rate = report.published as f64 / publish_secs.max(1e-9);
         report.expected = expected;
@@ -535,10 +549,10 @@ async fn run(cli: &Cli, nofile: (u64, u64), pub_rt: Handle) -> anyhow::Result<()
         shared.gen_connected.store(0, Ordering::Relaxed);
         shared.acked.store(0, Ordering::Relaxed);
         shared.verified.store(0, Ordering::Relaxed);
-        let cpu0 = cpu_snapshot(&server_pids, &cli.aux_pid)?;
+        let cpu0 = cpu_snapshot(&server_pids, &aux_pids)?;
         ctl_tx.send_modify(|c| c.generation += 1);
         let again = ready().await;
-        let cpu1 = cpu_snapshot(&server_pids, &cli.aux_pid)?;
+        let cpu1 = cpu_snapshot(&server_pids, &aux_pids)?;
         let window = again
             .verified
             .or(again.connected)

@@ -159,6 +159,61 @@ pub fn kernel_mem() -> KernelMem {
     k
 }
 
+/// A process measured apart (`--aux-pid [NAME=]PID`), e.g. a Redis node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuxPid {
+    pub name: Option<String>,
+    pub pid: u32,
+}
+
+impl std::str::FromStr for AuxPid {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, pid) = match s.rsplit_once('=') {
+            Some(("", _)) => return Err(format!("{s:?}: empty name")),
+            Some((n, p)) => (Some(n.to_string()), p),
+            None => (None, s),
+        };
+        let pid = pid
+            .parse()
+            .map_err(|e| format!("{s:?}: expected [NAME=]PID ({e})"))?;
+        Ok(AuxPid { name, pid })
+    }
+}
+
+/// One --aux-pid process's CPU over a window.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ProcessCpu {
+    pub name: Option<String>,
+    pub pid: u32,
+    pub seconds: f64,
+    pub util_pct: f64,
+}
+
+impl ProcessCpu {
+    /// Each process's CPU between two readings of [`each_cpu`] (a process
+    /// that could not be read at either end is left out).
+    pub fn between(aux: &[AuxPid], a: &[Option<f64>], b: &[Option<f64>], window: f64) -> Vec<Self> {
+        let ends = aux.iter().zip(a.iter().zip(b));
+        ends.filter_map(|(p, (a, b))| {
+            let seconds = (b.as_ref()? - a.as_ref()?).max(0.0);
+            Some(ProcessCpu {
+                name: p.name.clone(),
+                pid: p.pid,
+                seconds,
+                util_pct: 100.0 * seconds / window.max(1e-9),
+            })
+        })
+        .collect()
+    }
+}
+
+/// CPU seconds of each process (`None` where it cannot be read).
+pub fn each_cpu(aux: &[AuxPid]) -> Vec<Option<f64>> {
+    aux.iter().map(|p| cpu_seconds(p.pid).ok()).collect()
+}
+
 /// This process's own CPU seconds.
 pub fn self_cpu() -> f64 {
     cpu_seconds(std::process::id()).unwrap_or(0.0)
@@ -175,5 +230,43 @@ mod tests {
         assert!(rss_kib(pid).unwrap() > 0);
         assert_eq!(total_rss(&[]).unwrap(), None);
         assert!(kernel_mem().slab_kib > 0);
+    }
+
+    #[test]
+    fn aux_pids() {
+        let plain: AuxPid = "123".parse().unwrap();
+        assert_eq!(
+            plain,
+            AuxPid {
+                name: None,
+                pid: 123
+            }
+        );
+        let named: AuxPid = "m1=456".parse().unwrap();
+        assert_eq!(named.name.as_deref(), Some("m1"));
+        assert_eq!(named.pid, 456);
+        assert!("=5".parse::<AuxPid>().is_err());
+        assert!("m1=".parse::<AuxPid>().is_err());
+        assert!("m1".parse::<AuxPid>().is_err());
+    }
+
+    #[test]
+    fn cpu_per_process() {
+        let aux: Vec<AuxPid> = ["m1=1", "r1=2", "3"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let a = [Some(1.0), Some(2.0), None];
+        let b = [Some(1.5), Some(2.0), Some(9.0)];
+        let got = ProcessCpu::between(&aux, &a, &b, 2.0);
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].name.as_deref(), got[0].seconds), (Some("m1"), 0.5));
+        assert!((got[0].util_pct - 25.0).abs() < 1e-9);
+        assert_eq!((got[1].pid, got[1].seconds, got[1].util_pct), (2, 0.0, 0.0));
+        let own = [AuxPid {
+            name: None,
+            pid: std::process::id(),
+        }];
+        assert!(each_cpu(&own)[0].is_some());
     }
 }

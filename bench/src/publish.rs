@@ -1,5 +1,6 @@
-//! Publishing: a Redis PUBLISH on one multiplexed (pipelined) connection
-//! for redcast, or an HTTP POST to Nchan's publisher location over a pool
+//! Publishing: a Redis PUBLISH (or SPUBLISH) on one multiplexed
+//! (pipelined) connection for redcast, to a node or through the cluster
+//! client (cluster.rs), or an HTTP POST to Nchan's publisher location over a pool
 //! of keep-alive connections (a raw Redis PUBLISH does not reach Nchan's
 //! subscribers: Nchan has its own message format and keys in Redis).
 //!
@@ -7,9 +8,9 @@
 //! the payload with the current time, and runs in its own task, so that a
 //! fixed publish schedule is kept while earlier replies are outstanding.
 
+use crate::cluster::{PublishCommand, PublishSetup, RedisConn};
 use crate::payload;
 use anyhow::{bail, Context};
-use redis::aio::MultiplexedConnection;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,7 +22,10 @@ use tokio::sync::Semaphore;
 
 /// Where publishes go.
 enum Sink {
-    Redis(MultiplexedConnection),
+    Redis {
+        conn: RedisConn,
+        command: PublishCommand,
+    },
     Nchan {
         addr: SocketAddr,
         host: String,
@@ -49,36 +53,28 @@ pub struct Publisher {
     /// sending a message does not wait behind thousands of client tasks.
     handle: Handle,
     pub stats: PubStats,
+    /// How messages are published (for the report).
+    pub setup: PublishSetup,
 }
 
 impl Publisher {
+    /// `cluster`: `url` is a seed of a Redis Cluster (see cluster.rs).
     pub async fn redis(
         handle: Handle,
         url: &str,
+        (cluster, command): (bool, PublishCommand),
         names: Arc<Vec<String>>,
         pad: String,
         max_inflight: u32,
     ) -> anyhow::Result<Arc<Self>> {
-        let client = redis::Client::open(url)?;
+        let (url, seed_host) = (url.to_string(), crate::url_parts(url)?.1.to_string());
         // Connect inside the publisher runtime: the connection's driver
         // task lives there.
-        let conn = handle
-            .spawn(async move {
-                tokio::time::timeout(
-                    Duration::from_secs(5),
-                    client.get_multiplexed_async_connection(),
-                )
-                .await
-            })
-            .await?
-            .context("Redis connect timed out")??;
-        Ok(Self::build(
-            handle,
-            Sink::Redis(conn),
-            names,
-            pad,
-            max_inflight,
-        ))
+        let (conn, setup) = handle
+            .spawn(async move { RedisConn::connect(&url, &seed_host, cluster, command).await })
+            .await??;
+        let sink = Sink::Redis { conn, command };
+        Ok(Self::build(handle, sink, setup, names, pad, max_inflight))
     }
 
     /// `url` is `http://127.0.0.1:PORT/path/{channel}`.
@@ -108,12 +104,19 @@ impl Publisher {
             path,
             pool: Mutex::new(Vec::new()),
         };
-        Ok(Self::build(handle, sink, names, pad, connections))
+        let setup = PublishSetup {
+            command: "HTTP POST".into(),
+            cluster: false,
+            masters: None,
+            replicas: None,
+        };
+        Ok(Self::build(handle, sink, setup, names, pad, connections))
     }
 
     fn build(
         handle: Handle,
         sink: Sink,
+        setup: PublishSetup,
         names: Arc<Vec<String>>,
         pad: String,
         max_inflight: u32,
@@ -127,6 +130,7 @@ impl Publisher {
             permits: Arc::new(Semaphore::new(max_inflight as usize)),
             max_inflight,
             handle,
+            setup,
             stats: PubStats {
                 per_channel,
                 probes: AtomicU64::new(0),
@@ -232,12 +236,11 @@ impl Publisher {
         let body = payload::make(channel, seq, probe, &self.pad);
         let limit = Duration::from_secs(10);
         match &self.sink {
-            Sink::Redis(conn) => {
-                let mut conn = conn.clone();
-                let cmd = redis::cmd("PUBLISH").arg(name).arg(body).to_owned();
-                let _receivers: i64 = tokio::time::timeout(limit, cmd.query_async(&mut conn))
+            Sink::Redis { conn, command } => {
+                let cmd = redis::cmd(command.name()).arg(name).arg(body).to_owned();
+                let _receivers = tokio::time::timeout(limit, conn.query(&cmd))
                     .await
-                    .context("PUBLISH timed out")??;
+                    .with_context(|| format!("{} timed out", command.name()))??;
                 Ok(())
             }
             Sink::Nchan {

@@ -1,6 +1,7 @@
 //! The report: JSON (serde) and a readable table.
 
-use crate::procfs::KernelMem;
+use crate::cluster::PublishSetup;
+use crate::procfs::{KernelMem, ProcessCpu};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::fmt::Write;
@@ -23,6 +24,8 @@ pub struct Report {
     pub connect_cpu: Option<Cpu>,
     pub reconnect: Option<Storm>,
     pub rate: f64,
+    /// The publish command, and whether through the cluster client.
+    pub publish: Option<PublishSetup>,
     pub messages_submitted: u64,
     pub published: u64,
     pub publish_errors: u64,
@@ -40,6 +43,8 @@ pub struct Report {
     pub window_seconds: f64,
     pub latency: Option<Latency>,
     pub cpu: Option<Cpu>,
+    /// Each --aux-pid process over the same window as `cpu`.
+    pub aux_cpu: Vec<ProcessCpu>,
     pub memory: Option<Memory>,
     /// Machine-wide kernel memory before the first connection and with
     /// everyone connected (both ends of each loopback connection).
@@ -272,6 +277,9 @@ impl Report {
         if let Some(r) = &self.reconnect {
             row("reconnect wave", storm(r));
         }
+        if let Some(p) = &self.publish {
+            row("publish command", p.describe());
+        }
         if self.expected > 0 || self.published > 0 {
             row(
                 "published (errors)",
@@ -330,6 +338,11 @@ impl Report {
             );
             if c.aux_seconds.is_some() {
                 row("aux (redis) CPU s", opt(c.aux_seconds, 2));
+            }
+            for a in &self.aux_cpu {
+                let name = a.name.clone().unwrap_or_else(|| a.pid.to_string());
+                let v = format!("{:.2} ({:.1} %)", a.seconds, a.util_pct);
+                row(&format!("aux CPU s (util %): {name}"), v);
             }
             row(
                 "other CPU on the machine s (%)",
