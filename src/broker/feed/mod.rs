@@ -65,6 +65,8 @@ pub struct Feed {
     last_probe: Option<Instant>,
     /// Outboxes touched by the current batch (kept to reuse its memory).
     dirty: Vec<Arc<Outbox>>,
+    /// Messages (not confirmations or PONGs) in the current batch.
+    batch_messages: usize,
 }
 
 impl Feed {
@@ -100,6 +102,7 @@ impl Feed {
             inflight: InFlight::default(),
             last_probe: None,
             dirty: Vec::new(),
+            batch_messages: 0,
         }
     }
 
@@ -128,7 +131,10 @@ impl Feed {
                 _ = target.changed() => {}
             }
         }
-        self.lost(Some("stopped".into()));
+        if self.state.is_connected() {
+            tracing::info!(node = %self.node, "redis pub/sub connection closed (stopping)");
+        }
+        self.lost(None);
         self.core.state.remove(&self.state);
     }
 
@@ -159,7 +165,8 @@ impl Feed {
         }
     }
 
-    /// After a link is gone: nothing it carried is confirmed any more.
+    /// After a link is gone (`why`: the error; none for a switch or a
+    /// stop): nothing it carried is confirmed any more.
     fn lost(&mut self, why: Option<String>) {
         if let Some(why) = &why {
             if self.state.is_connected() {
@@ -192,7 +199,8 @@ impl Feed {
         let mut all = self.core.hub.channel_names();
         all.push(self.probe_name.clone());
         self.reconcile(link, all).await?;
-        tracing::info!(node = %self.node, channels = self.channels.len() - 1, "redis pub/sub connected");
+        let channels = self.channels.len().saturating_sub(1);
+        tracing::info!(node = %self.node, channels, "redis pub/sub connected");
         self.core.state.update_metrics();
         let s = &self.core.settings;
         let mut ping = tokio::time::interval_at(Instant::now() + s.ping_interval, s.ping_interval);

@@ -18,6 +18,7 @@ impl Feed {
     /// client gets several frames per write, at low rates nothing waits.
     pub(super) fn batch(&mut self, first: Value, link: &mut Link) -> Result<(), BrokerError> {
         let received = Instant::now();
+        self.batch_messages = 0;
         let mut dirty = std::mem::take(&mut self.dirty);
         let mut result = self.on_value(first, received, &mut dirty);
         for _ in 1..MAX_BATCH {
@@ -28,10 +29,10 @@ impl Feed {
                 .map_err(BrokerError::from)
                 .and_then(|v| self.on_value(v, Instant::now(), &mut dirty));
         }
-        let delivered = !dirty.is_empty();
         self.core.hub.flush(&mut dirty);
         self.dirty = dirty;
-        if delivered {
+        // Confirmations and PONGs are not messages.
+        if self.batch_messages > 0 {
             self.core.delivered(received);
         }
         result
@@ -95,13 +96,14 @@ impl Feed {
     }
 
     fn deliver(
-        &self,
+        &mut self,
         channel: &[u8],
         payload: &[u8],
         received: Instant,
         dirty: &mut Vec<Arc<Outbox>>,
     ) {
         self.core.metrics.redis_messages.inc();
+        self.batch_messages += 1;
         // Messages for channels outside our prefix cannot be ours.
         let Some(name) = channel
             .strip_prefix(self.core.settings.channel_prefix.as_bytes())
