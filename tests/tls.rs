@@ -118,16 +118,11 @@ async fn wss_delivers_and_reload_swaps_certificate_without_dropping() {
     let gw = tls_gateway(&redis, dir.path()).await;
     let (mut open, served) = wss(&gw, &[&first, &second], "/ws?channel=secure").await;
     assert_eq!(served, first.der);
+    // Publish only once Redis has confirmed the subscription (the ack).
+    assert_eq!(recv_json(&mut open).await["type"], "subscribed");
     redis.publish("secure", "1").await;
-    use futures_util::StreamExt;
-    let mut got = Vec::new();
-    while got.len() < 2 {
-        if let Some(Ok(tungstenite::Message::Text(t))) = open.next().await {
-            got.push(serde_json::from_str::<serde_json::Value>(&t).unwrap());
-        }
-    }
     assert_eq!(
-        got[1],
+        recv_json(&mut open).await,
         json!({"type":"message","channel":"secure","data":1})
     );
 

@@ -73,7 +73,10 @@ pub async fn connect(gw: &Gateway, path: &str) -> Ws {
 }
 
 /// Next frame that is not a ping or pong.
-pub async fn next_data(ws: &mut Ws) -> Message {
+pub async fn next_data<S>(ws: &mut WebSocketStream<S>) -> Message
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     tokio::time::timeout(DEADLINE, async {
         loop {
             match ws.next().await {
@@ -88,7 +91,10 @@ pub async fn next_data(ws: &mut Ws) -> Message {
 }
 
 /// Next frame, parsed as JSON.
-pub async fn recv_json(ws: &mut Ws) -> Value {
+pub async fn recv_json<S>(ws: &mut WebSocketStream<S>) -> Value
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     match next_data(ws).await {
         Message::Text(t) => serde_json::from_str(t.as_str()).expect("server sends JSON"),
         other => panic!("expected a text frame, got {other:?}"),
