@@ -74,24 +74,15 @@ pub struct Dialer {
 impl Dialer {
     /// Data nodes: the credentials and TLS of `redis.url` and the config.
     pub fn data(s: &RedisSettings) -> Result<Dialer, LinkError> {
-        use redis::IntoConnectionInfo;
-        let info = s
-            .url
-            .as_str()
-            .into_connection_info()
+        // The same details the publisher's client uses (config over URL).
+        let info = super::publisher::connection_info(s, None)
             .map_err(|e| LinkError::TlsConfig(format!("redis.url: {:?}", e.kind())))?;
-        let url_auth = info.redis_settings();
+        let auth = info.redis_settings();
         let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
         Ok(Dialer {
             tls: tls.then(|| connector(s.ca_file.as_deref())).transpose()?,
-            username: s
-                .username
-                .clone()
-                .or_else(|| url_auth.username().map(str::to_string)),
-            password: s
-                .password
-                .clone()
-                .or_else(|| url_auth.password().map(|p| Secret(p.to_string()))),
+            username: auth.username().map(str::to_string),
+            password: auth.password().map(|p| Secret(p.to_string())),
             timeout: s.timeout,
             name: "redcast",
         })

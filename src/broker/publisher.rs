@@ -267,7 +267,7 @@ async fn publish(mut conn: Conn, mut job: Job, command: &str, timeout: Duration)
 /// The connection details of `redis.url` (or of `node` with its
 /// credentials and TLS), with the config's ACL user and password, which
 /// win over the URL's.
-fn connection_info(
+pub(super) fn connection_info(
     s: &RedisSettings,
     node: Option<&HostPort>,
 ) -> redis::RedisResult<redis::ConnectionInfo> {

@@ -65,14 +65,6 @@ pub fn url_node(url: &str) -> Result<HostPort, BrokerError> {
     let info = url
         .into_connection_info()
         .map_err(|e| BrokerError::Topology(format!("redis.url: {:?}", e.kind())))?;
-    match info.addr() {
-        redis::ConnectionAddr::Tcp(host, port)
-        | redis::ConnectionAddr::TcpTls { host, port, .. } => Ok(HostPort {
-            host: host.clone(),
-            port: *port,
-        }),
-        _ => Err(BrokerError::Topology(
-            "redis.url must name a TCP address".into(),
-        )),
-    }
+    HostPort::of_addr(info.addr())
+        .ok_or_else(|| BrokerError::Topology("redis.url must name a TCP address".into()))
 }

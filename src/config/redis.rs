@@ -307,17 +307,8 @@ fn validate_cluster(
     if info.redis_settings().db() != 0 {
         return Err(err("redis.url", "Redis Cluster has only database 0"));
     }
-    let seed = match info.addr() {
-        ::redis::ConnectionAddr::Tcp(host, port) => HostPort {
-            host: host.clone(),
-            port: *port,
-        },
-        ::redis::ConnectionAddr::TcpTls { host, port, .. } => HostPort {
-            host: host.clone(),
-            port: *port,
-        },
-        _ => return Err(err("redis.url", "a cluster seed must be a TCP address")),
-    };
+    let seed = HostPort::of_addr(info.addr())
+        .ok_or_else(|| err("redis.url", "a cluster seed must be a TCP address"))?;
     let mut seeds = vec![seed];
     seeds.extend(host_ports("redis.nodes", &r.nodes)?);
     Ok(ClusterSettings {

@@ -54,6 +54,20 @@ impl HostPort {
     }
 }
 
+impl HostPort {
+    /// The host and port of a TCP (or TLS) Redis address.
+    pub fn of_addr(addr: &::redis::ConnectionAddr) -> Option<HostPort> {
+        match addr {
+            ::redis::ConnectionAddr::Tcp(host, port)
+            | ::redis::ConnectionAddr::TcpTls { host, port, .. } => Some(HostPort {
+                host: host.clone(),
+                port: *port,
+            }),
+            _ => None,
+        }
+    }
+}
+
 impl std::fmt::Display for HostPort {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.host.contains(':') {
