@@ -52,7 +52,7 @@ fn bad_history_settings_name_the_key() {
         ("[history]\nread_timeout = \"0s\"\n".into(), "history.read_timeout"),
         ("[history]\nbogus = 1\n".into(), "bogus"),
         (
-            rule("history_size = 5") + &"[[channels.rules]]\npattern = \"{a,b}{c,d}{e,f}{g,h}{i,j}{k,l}{m,n}{o,p}{q,r}\"\n",
+            rule("history_size = 5") + "[[channels.rules]]\npattern = \"{a,b}{c,d}{e,f}{g,h}{i,j}{k,l}{m,n}{o,p}{q,r}\"\n",
             "channels.rules[1].pattern",
         ),
     ];
