@@ -159,3 +159,39 @@ async fn the_library_comes_back_after_a_flush_and_follows_a_reload() {
     let reply = recv_json(&mut ws).await;
     assert_eq!(reply["messages"].as_array().unwrap().len(), 2, "{reply}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_library_redis_refuses_to_load_shows_in_readiness() {
+    // An ACL user with pub/sub rights but no FUNCTION LOAD.
+    let user = [
+        "--user",
+        "default",
+        "on",
+        "nopass",
+        "~*",
+        "&*",
+        "+@all",
+        "--user",
+        "rc",
+        "on",
+        ">pw",
+        "resetchannels",
+        "&*",
+        "-@all",
+        "+subscribe",
+        "+unsubscribe",
+        "+publish",
+        "+ping",
+        "+fcall",
+    ];
+    let redis = Redis::start_with(free_port(), &user);
+    let rules = r#"[{pattern = "*", subscribe = "anyone", history_size = 5}]"#;
+    let env = [
+        ("REDCAST_CHANNELS__RULES", rules),
+        ("REDCAST_REDIS__USERNAME", "rc"),
+        ("REDCAST_REDIS__PASSWORD", "pw"),
+    ];
+    let gw = Gateway::start(settings(&redis.url(), &env)).await.unwrap();
+    let body = wait_readyz(&gw, 503, "function library for durable channels").await;
+    assert!(body.contains("cannot load it"), "{body}");
+}
