@@ -130,6 +130,7 @@ impl Gateway {
             h.max_reads,
             h.read_timeout,
         ));
+        crate::history::catch_up::install(&hub, history.clone(), live.clone(), metrics.clone());
         let readiness = Readiness {
             broker: broker.state,
             hub: hub.clone(),

@@ -57,6 +57,7 @@ pub struct Metrics {
     pub history_recoveries: Family<Reason, Counter>,
     pub history_replayed: Counter,
     pub history_read_errors: Counter,
+    pub history_catch_ups: Family<Reason, Counter>,
 }
 
 /// The delivery latency histogram, with buckets from 50 us to ~3.3 s
@@ -222,6 +223,11 @@ impl Metrics {
             "history_replayed_messages",
             "Missed messages sent by recoveries",
             self.history_replayed.clone(),
+        );
+        r.register(
+            "history_catch_ups",
+            "Gaps in a durable channel's live delivery (a re-made link, or an offset jump) by outcome: filled from the history (filled), not fillable (lost), history unreadable (failed)",
+            self.history_catch_ups.clone(),
         );
         r.register(
             "history_read_errors",

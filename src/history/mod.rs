@@ -12,6 +12,7 @@
 //! recovery over to live delivery without gap or duplicate
 //! ([`crate::session::durable`], [`crate::hub::Gate`]).
 
+pub mod catch_up;
 pub mod keeper;
 pub mod library;
 pub mod store;

@@ -12,11 +12,19 @@
 //! and sessions by `server.max_connections`, so the map is bounded by
 //! their product; an entry is removed as soon as its last subscriber goes.
 
+mod ack;
+mod durable;
 mod gate;
 mod inbox;
+mod tail;
+
+pub use ack::OnConfirmed;
+use ack::PendingAck;
 
 pub use gate::Gate;
 pub use inbox::Inbox;
+pub use tail::HeldMessage;
+use tail::{Observed, Tail};
 
 use crate::history;
 use crate::metrics::Metrics;
@@ -39,38 +47,6 @@ pub enum Format {
     Raw,
 }
 
-/// What runs once Redis has confirmed every channel of a join, in place
-/// of the plain ack (durable channels: read positions, recover, then ack).
-pub type OnConfirmed = Box<dyn FnOnce() + Send + Sync>;
-
-/// A `subscribed` acknowledgement waiting for Redis to confirm channels.
-struct PendingAck {
-    /// Raw-mode sessions get no acks (nothing but payloads).
-    send: bool,
-    id: Option<String>,
-    channels: Vec<String>,
-    remaining: AtomicUsize,
-    outbox: Arc<Outbox>,
-    then: Mutex<Option<OnConfirmed>>,
-}
-
-impl PendingAck {
-    fn complete_one(&self) {
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
-            return;
-        }
-        let then = self.then.lock().unwrap_or_else(|e| e.into_inner()).take();
-        match then {
-            Some(then) => then(),
-            None if self.send => {
-                let ack = protocol::encode_subscribed(self.id.as_deref(), &self.channels);
-                self.outbox.push(ack);
-            }
-            None => {}
-        }
-    }
-}
-
 struct Subscriber {
     outbox: Arc<Outbox>,
     format: Format,
@@ -83,6 +59,8 @@ struct Channel {
     subscribers: HashMap<SessionId, Subscriber>,
     /// Joined with a gate: the channel keeps history.
     durable: bool,
+    /// Durable channels: the last position delivered, and catch-ups.
+    tail: Mutex<Tail>,
     confirmed: bool,
     waiters: Vec<Arc<PendingAck>>,
 }
@@ -103,12 +81,17 @@ pub struct Join<'a> {
     pub then: Option<OnConfirmed>,
 }
 
+/// Reads what a durable channel missed after a position, then calls
+/// [`Hub::finish_catch_up`] (installed by the history side).
+pub type CatchUp = Box<dyn Fn(String, history::Position) + Send + Sync>;
+
 /// Channel to local subscribers map, shared by sessions and the broker.
 pub struct Hub {
     channels: RwLock<HashMap<String, Channel>>,
     changes: Arc<Inbox>,
     unconfirmed: AtomicUsize,
     metrics: Arc<Metrics>,
+    catch_up: std::sync::OnceLock<CatchUp>,
 }
 
 impl Hub {
@@ -119,6 +102,7 @@ impl Hub {
             changes: Arc::default(),
             unconfirmed: AtomicUsize::new(0),
             metrics,
+            catch_up: std::sync::OnceLock::new(),
         }
     }
 
@@ -226,20 +210,64 @@ impl Hub {
             return 0;
         };
         let (position, payload) = history::split_envelope(message);
+        if !entry.durable {
+            return self.fan_out(entry, channel, position.as_ref(), payload, received, dirty);
+        }
+        if position.is_none() {
+            // A plain PUBLISH on a durable channel: live only, no position.
+            self.metrics.history_unpositioned.inc();
+        }
+        let observed = lock(&entry.tail).observe(position.as_ref(), payload, received);
+        match observed {
+            Observed::Deliver => {
+                self.fan_out(entry, channel, position.as_ref(), payload, received, dirty)
+            }
+            Observed::Skip => 0,
+            Observed::Gap(from) => {
+                // The catch-up may take the map's lock itself.
+                drop(map);
+                self.start_catch_up(channel, from);
+                0
+            }
+            Observed::Release(held) => held
+                .iter()
+                .map(|m| {
+                    self.fan_out(
+                        entry,
+                        channel,
+                        m.position.as_ref(),
+                        &m.payload,
+                        m.received,
+                        dirty,
+                    )
+                })
+                .sum(),
+        }
+    }
+
+    /// Queues one message for every subscriber of `entry`.
+    fn fan_out(
+        &self,
+        entry: &Channel,
+        channel: &str,
+        position: Option<&history::Position>,
+        payload: &[u8],
+        received: Instant,
+        dirty: &mut Vec<Arc<Outbox>>,
+    ) -> usize {
         let (mut envelope, mut raw): (Option<Outgoing>, Option<Outgoing>) = (None, None);
         let (mut queued, mut slow, mut bytes) = (0u64, 0u64, 0u64);
         for sub in entry.subscribers.values() {
             let msg = match sub.format {
                 Format::Envelope => envelope.get_or_insert_with(|| {
-                    let frame = protocol::encode_message(channel, payload, position.as_ref());
-                    Outgoing::new(frame)
+                    Outgoing::new(protocol::encode_message(channel, payload, position))
                 }),
                 Format::Raw => {
                     raw.get_or_insert_with(|| Outgoing::new(protocol::encode_raw(payload)))
                 }
             };
             if let Some(gate) = &sub.gate {
-                if !gate.admit(position.as_ref(), &msg.frame) {
+                if !gate.admit(position, &msg.frame) {
                     continue;
                 }
             }
@@ -258,10 +286,6 @@ impl Hub {
         self.metrics.frames_delivered.inc_by(queued);
         self.metrics.bytes_out.inc_by(bytes);
         self.metrics.slow_consumers.inc_by(slow);
-        if entry.durable && position.is_none() {
-            // A plain PUBLISH on a durable channel: live only, no position.
-            self.metrics.history_unpositioned.inc();
-        }
         queued as usize
     }
 
@@ -273,6 +297,7 @@ impl Hub {
     /// Marks channels as subscribed in Redis and releases their acks.
     pub fn confirm(&self, channels: &[String]) {
         let mut acks = Vec::new();
+        let mut relinked = Vec::new();
         {
             let mut map = self.write();
             for name in channels {
@@ -282,11 +307,23 @@ impl Hub {
                 if !entry.confirmed {
                     entry.confirmed = true;
                     self.unconfirmed.fetch_sub(1, Ordering::Relaxed);
+                    // Subscribed again after a lost link: fill what the
+                    // link missed (nothing for a new channel).
+                    if let Some(from) = entry
+                        .durable
+                        .then(|| lock(&entry.tail).hold_from_last())
+                        .flatten()
+                    {
+                        relinked.push((name.clone(), from));
+                    }
                 }
                 acks.append(&mut entry.waiters);
             }
         }
         acks.iter().for_each(|a| a.complete_one());
+        for (name, from) in relinked {
+            self.start_catch_up(&name, from);
+        }
     }
 
     /// After a pub/sub connection is lost (or Redis dropped a
@@ -338,4 +375,8 @@ impl Hub {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Channel>> {
         self.channels.write().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -104,6 +104,7 @@ async fn complete(
     for (d, f) in durable.iter().zip(&found) {
         if let Some(p) = &f.position {
             positions.push((d.channel.clone(), p.clone()));
+            ctx.hub.note_position(&d.channel, p);
         }
         if let Some(r) = f.recovered {
             recovered.push((d.channel.clone(), r));
