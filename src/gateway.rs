@@ -4,6 +4,8 @@
 
 use crate::admin::{Admin, Readiness};
 use crate::config::{RedisSettings, Settings};
+use crate::history::keeper::Keeper;
+use crate::history::store::Store;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::reload::{Live, Reloader};
@@ -114,6 +116,20 @@ impl Gateway {
             &self.stop,
         )
         .context("cannot start the redis side")?;
+        let keeper = Keeper::new(
+            broker.commands.clone(),
+            live.clone(),
+            broker.state.clone(),
+            self.reloader.reloaded(),
+        );
+        self.background.spawn(keeper.clone().run(self.stop.clone()));
+        let h = &live.load().settings.history;
+        let history = Arc::new(Store::new(
+            broker.commands,
+            keeper,
+            h.max_reads,
+            h.read_timeout,
+        ));
         let readiness = Readiness {
             broker: broker.state,
             hub: hub.clone(),
@@ -124,6 +140,7 @@ impl Gateway {
             hub,
             metrics,
             publisher: broker.publisher,
+            history,
             shutdown: self.draining.clone(),
         });
         let admin = Arc::new(Admin {

@@ -45,6 +45,7 @@ pub mod broker;
 pub mod config;
 pub mod gateway;
 pub mod handshake;
+pub mod history;
 pub mod hub;
 pub mod metrics;
 pub mod outbox;

@@ -53,6 +53,10 @@ pub struct Metrics {
     pub probes_sent: Counter,
     pub probe_failures: Counter,
     pub delivery_latency: Latency,
+    pub history_unpositioned: Counter,
+    pub history_recoveries: Family<Reason, Counter>,
+    pub history_replayed: Counter,
+    pub history_read_errors: Counter,
 }
 
 /// The delivery latency histogram, with buckets from 50 us to ~3.3 s
@@ -199,6 +203,30 @@ impl Metrics {
             "sse_binary_dropped",
             "Binary payloads skipped on raw SSE streams (SSE carries text only)",
             self.sse_binary_dropped.clone(),
+        );
+        self.register_history(r);
+    }
+
+    fn register_history(&self, r: &mut Registry) {
+        r.register(
+            "history_unpositioned_messages",
+            "Messages on durable channels that came from a plain PUBLISH (delivered live, never recoverable)",
+            self.history_unpositioned.clone(),
+        );
+        r.register(
+            "history_recoveries",
+            "Resumes of durable channels by outcome (recovered, not_recovered, failed)",
+            self.history_recoveries.clone(),
+        );
+        r.register(
+            "history_replayed_messages",
+            "Missed messages sent by recoveries",
+            self.history_replayed.clone(),
+        );
+        r.register(
+            "history_read_errors",
+            "History reads that failed (redis unavailable, timeout, refused)",
+            self.history_read_errors.clone(),
         );
     }
 

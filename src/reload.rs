@@ -48,11 +48,22 @@ pub enum ReloadError {
 pub struct Reloader {
     live: Arc<ArcSwap<Live>>,
     certs: Option<Arc<CertStore>>,
+    /// Told after each reload (the durable channels' library follows the rules).
+    reloaded: Arc<tokio::sync::Notify>,
 }
 
 impl Reloader {
     pub fn new(live: Arc<ArcSwap<Live>>, certs: Option<Arc<CertStore>>) -> Self {
-        Self { live, certs }
+        Self {
+            live,
+            certs,
+            reloaded: Arc::default(),
+        }
+    }
+
+    /// Told after each applied reload.
+    pub fn reloaded(&self) -> Arc<tokio::sync::Notify> {
+        self.reloaded.clone()
     }
 
     /// Whether the public listener terminates TLS.
@@ -76,6 +87,7 @@ impl Reloader {
             certs.reload()?;
         }
         self.live.store(Arc::new(next));
+        self.reloaded.notify_one();
         tracing::info!("configuration reloaded");
         Ok(())
     }
@@ -90,6 +102,7 @@ fn keep_restart_only(running: &Settings, next: &mut Settings) {
     next.redis = running.redis.clone();
     next.tls = running.tls.clone();
     next.log = running.log.clone();
+    next.history.max_reads = running.history.max_reads;
 }
 
 /// Keys that differ but are only read at start.
@@ -135,6 +148,10 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
             ),
         ),
         ("tls", tls(old) != tls(new)),
+        (
+            "history.max_reads",
+            old.history.max_reads != new.history.max_reads,
+        ),
         (
             "log",
             (old.log.format, &old.log.level) != (new.log.format, &new.log.level),

@@ -4,7 +4,7 @@
 //! rules at all, redcast runs open: anyone may subscribe, nobody publish.
 
 use super::Identity;
-use crate::config::{Access, RuleSection};
+use crate::config::{Access, ChannelRule, Retention};
 use globset::{Glob, GlobMatcher};
 
 /// What a client wants to do on a channel.
@@ -20,6 +20,10 @@ struct Rule {
     template: String,
     subscribe: Access,
     publish: Access,
+    /// Matches for history purposes, where `{sub}` stands for any subject
+    /// (a publish has no subject; the Redis Function matches the same way).
+    any_subject: Option<GlobMatcher>,
+    retention: Option<Retention>,
 }
 
 /// The configured rules, compiled.
@@ -40,7 +44,7 @@ fn any_matches(patterns: &[String], channel: &str) -> bool {
 
 impl Rules {
     /// Compiles the rules (patterns were validated with the config).
-    pub fn new(sections: &[RuleSection]) -> Rules {
+    pub fn new(sections: &[ChannelRule]) -> Rules {
         let rules = sections
             .iter()
             .map(|r| Rule {
@@ -52,9 +56,20 @@ impl Rules {
                 template: r.pattern.clone(),
                 subscribe: r.subscribe,
                 publish: r.publish,
+                any_subject: glob(&r.pattern.replace("{sub}", "?*")),
+                retention: r.retention,
             })
             .collect();
         Rules { rules }
+    }
+
+    /// The history kept for `channel` (`None`: not durable). The first
+    /// rule whose pattern matches decides, `{sub}` matching any subject.
+    pub fn retention(&self, channel: &str) -> Option<Retention> {
+        self.rules
+            .iter()
+            .find(|r| r.any_subject.as_ref().is_some_and(|g| g.is_match(channel)))
+            .and_then(|r| r.retention)
     }
 
     /// Whether `who` may do `action` on `channel`.
@@ -103,11 +118,12 @@ impl Rule {
 mod tests {
     use super::*;
 
-    fn rule(pattern: &str, subscribe: Access, publish: Access) -> RuleSection {
-        RuleSection {
+    fn rule(pattern: &str, subscribe: Access, publish: Access) -> ChannelRule {
+        ChannelRule {
             pattern: pattern.into(),
             subscribe,
             publish,
+            retention: None,
         }
     }
 

@@ -16,6 +16,7 @@
 //! ([`publisher`]), routed the same way.
 
 pub mod cluster;
+pub mod commands;
 pub mod feed;
 pub mod inflight;
 pub mod link;
@@ -106,6 +107,8 @@ impl Core {
 pub struct Started {
     pub state: Arc<BrokerState>,
     pub publisher: Publisher,
+    /// The command connection (durable history reads go over it too).
+    pub commands: Arc<commands::Commands>,
 }
 
 /// Starts the feeds (and the sentinel watcher or cluster router) and the
@@ -120,23 +123,24 @@ pub fn start(
     let state = BrokerState::new(metrics.clone());
     let dialer = Dialer::data(settings)?;
     let (target, route) = match &settings.topology {
-        Topology::Standalone => (Some(Target::node(settings)?), publisher::Route::Url),
+        Topology::Standalone => (Some(Target::node(settings)?), commands::Route::Url),
         Topology::Sentinel(s) => {
             let sentinels = sentinel::Sentinels::new(settings, s, metrics.clone())?;
             tracker.spawn(sentinels.clone().watch(stop.clone()));
-            let route = publisher::Route::Master(sentinels.master());
+            let route = commands::Route::Master(sentinels.master());
             (Some(Target::Sentinel(sentinels)), route)
         }
         Topology::Cluster(c) if !c.sharded => {
             let nodes = cluster::Nodes::new(c, dialer.clone());
             (
                 Some(Target::AnyNode(Box::new(nodes))),
-                publisher::Route::Cluster,
+                commands::Route::Cluster,
             )
         }
-        Topology::Cluster(_) => (None, publisher::Route::Cluster),
+        Topology::Cluster(_) => (None, commands::Route::Cluster),
     };
-    let (publisher, task) = Publisher::start(settings.clone(), route, stop.clone());
+    let commands = commands::Commands::new(settings.clone(), route);
+    let (publisher, task) = Publisher::start(commands.clone(), stop.clone());
     tracker.spawn(task);
     let core = Arc::new(Core {
         hub: hub.clone(),
@@ -159,7 +163,11 @@ pub fn start(
         }
         (None, _) => {}
     }
-    Ok(Started { state, publisher })
+    Ok(Started {
+        state,
+        publisher,
+        commands,
+    })
 }
 
 /// Exponential backoff with full jitter: uniform in `[min, min * 2^attempt]`,

@@ -1,9 +1,7 @@
-//! Client publishes (and redcast's own probes) go to Redis over one
-//! multiplexed command connection, separate from the pub/sub links: to
-//! `redis.url` (standalone), to the master the sentinels name (re-dialled
-//! when it changes, or when a demoted master answers READONLY), or
-//! through redis-rs's cluster client, which routes by slot. On a cluster
-//! with sharded pub/sub the command is `SPUBLISH`, else `PUBLISH`.
+//! Client publishes (and redcast's own probes) go to Redis over the
+//! command connection ([`super::commands`]). On a cluster with sharded
+//! pub/sub the command is `SPUBLISH`, else `PUBLISH`; on a durable channel
+//! it is `FCALL redcast_publish`, which also keeps the history.
 //!
 //! Sessions hand jobs to a bounded queue (`PUBLISH_QUEUE`); a full queue
 //! answers `publish_failed` at once rather than stalling the session. The
@@ -11,15 +9,14 @@
 //! job through the session's outbox. A lost connection is re-made on the
 //! next job; jobs meanwhile fail fast with `publish_failed`.
 
-use crate::config::{HostPort, RedisSettings, Topology};
+use super::commands::{is_lost, Commands, Conn};
+use crate::config::{HostPort, RedisSettings};
 use crate::outbox::Outbox;
 use crate::protocol::{self, ErrorCode, RequestError};
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use redis::aio::MultiplexedConnection;
-use redis::cluster_async::ClusterConnection;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Jobs waiting for the publisher task.
@@ -37,6 +34,8 @@ pub struct Job {
     pub reply: Option<Arc<Outbox>>,
     /// A probe already tried once more after a lost connection.
     pub retried: bool,
+    /// The channel keeps history: publish through the Function.
+    pub durable: bool,
 }
 
 /// The sessions' handle on the publisher task.
@@ -45,25 +44,14 @@ pub struct Publisher {
     tx: mpsc::Sender<Job>,
 }
 
-/// Where publishes go.
-pub enum Route {
-    /// `redis.url`.
-    Url,
-    /// The master the sentinels name.
-    Master(watch::Receiver<Option<HostPort>>),
-    /// The cluster, routed by slot.
-    Cluster,
-}
-
 impl Publisher {
     /// Starts the task; it ends when `stop` is cancelled.
     pub fn start(
-        settings: RedisSettings,
-        route: Route,
+        commands: Arc<Commands>,
         stop: CancellationToken,
     ) -> (Publisher, impl std::future::Future<Output = ()>) {
         let (tx, rx) = mpsc::channel(PUBLISH_QUEUE);
-        (Publisher { tx }, run(settings, route, rx, stop))
+        (Publisher { tx }, run(commands, rx, stop))
     }
 
     /// Publishes a delivery probe (`channel` with the prefix).
@@ -74,6 +62,7 @@ impl Publisher {
             id: None,
             reply: None,
             retried: false,
+            durable: false,
         });
     }
 
@@ -104,110 +93,15 @@ enum Outcome {
     Lost(Option<Job>),
 }
 
-/// A command connection to a node or to the cluster.
-#[derive(Clone)]
-enum Conn {
-    Node(MultiplexedConnection),
-    Cluster(ClusterConnection),
-}
-
-impl Conn {
-    async fn query(&mut self, cmd: &redis::Cmd) -> redis::RedisResult<i64> {
-        match self {
-            Conn::Node(c) => cmd.query_async(c).await,
-            Conn::Cluster(c) => cmd.query_async(c).await,
-        }
-    }
-}
-
-/// The command connection and the PUBLISHes pipelined on it.
-struct Pipeline {
-    settings: RedisSettings,
-    route: Route,
-    conn: Option<Conn>,
-}
-
-impl Pipeline {
-    /// A connection, made now if there is none (or the master moved).
-    async fn connection(&mut self) -> Option<Conn> {
-        if let Route::Master(master) = &mut self.route {
-            if master.has_changed().unwrap_or(false) {
-                master.mark_unchanged();
-                self.conn = None;
-            }
-        }
-        if self.conn.is_none() {
-            let connect = self.connect();
-            self.conn = tokio::time::timeout(self.settings.timeout, connect)
-                .await
-                .ok()
-                .and_then(Result::ok);
-        }
-        self.conn.clone()
-    }
-
-    async fn connect(&self) -> redis::RedisResult<Conn> {
-        let node = match &self.route {
-            Route::Cluster => return Ok(Conn::Cluster(self.cluster().await?)),
-            Route::Url => None,
-            Route::Master(master) => match master.borrow().clone() {
-                Some(m) => Some(m),
-                None => return Err(unavailable("the sentinels have not named a master yet")),
-            },
-        };
-        let client = client(&self.settings, node.as_ref())?;
-        Ok(Conn::Node(client.get_multiplexed_async_connection().await?))
-    }
-
-    async fn cluster(&self) -> redis::RedisResult<ClusterConnection> {
-        let Topology::Cluster(c) = &self.settings.topology else {
-            return Err(unavailable("not a cluster"));
-        };
-        let nodes: Vec<redis::ConnectionInfo> = c
-            .seeds
-            .iter()
-            .map(|seed| connection_info(&self.settings, Some(seed)))
-            .collect::<Result<_, _>>()?;
-        let mut builder = redis::cluster::ClusterClientBuilder::new(nodes)
-            .connection_timeout(self.settings.timeout)
-            .response_timeout(self.settings.timeout);
-        if let Some(certs) = certificates(&self.settings)? {
-            builder = builder.certs(certs);
-        }
-        builder.build()?.get_async_connection().await
-    }
-}
-
-fn unavailable(why: &'static str) -> redis::RedisError {
-    redis::RedisError::from((redis::ErrorKind::Io, why))
-}
-
-async fn run(
-    settings: RedisSettings,
-    route: Route,
-    mut rx: mpsc::Receiver<Job>,
-    stop: CancellationToken,
-) {
-    // Sharded pub/sub only reaches SSUBSCRIBErs through SPUBLISH.
-    let command = if settings.sharded() {
-        "SPUBLISH"
-    } else {
-        "PUBLISH"
-    };
-    let timeout = settings.timeout;
-    let mut pipeline = Pipeline {
-        settings,
-        route,
-        conn: None,
-    };
+async fn run(commands: Arc<Commands>, mut rx: mpsc::Receiver<Job>, stop: CancellationToken) {
     let mut in_flight = FuturesUnordered::new();
     loop {
         let job = tokio::select! {
             _ = stop.cancelled() => return,
-            Some(outcome) = in_flight.next(), if !in_flight.is_empty() => match outcome {
+            Some((outcome, generation)) = in_flight.next(), if !in_flight.is_empty() => match outcome {
                 Outcome::Answered => continue,
                 Outcome::Lost(retry) => {
-                    pipeline.conn = None;
+                    commands.lost(generation).await;
                     let Some(job) = retry else { continue };
                     job
                 }
@@ -217,20 +111,40 @@ async fn run(
                 None => return,
             },
         };
-        match pipeline.connection().await {
-            Some(conn) => in_flight.push(publish(conn, job, command, timeout)),
+        match commands.conn().await {
+            Some((conn, generation)) => {
+                let cmd = command(&commands, &job);
+                let timeout = commands.timeout();
+                in_flight.push(async move { (publish(conn, job, cmd, timeout).await, generation) })
+            }
             None => fail(&job, "redis is unavailable; retry later"),
         }
     }
 }
 
-/// Runs one PUBLISH and answers it.
-async fn publish(mut conn: Conn, mut job: Job, command: &str, timeout: Duration) -> Outcome {
-    let cmd = redis::cmd(command)
+/// The command for a job: through the Function on durable channels (it
+/// keeps the history), else a plain (S)PUBLISH. Sharded pub/sub only
+/// reaches SSUBSCRIBErs through SPUBLISH.
+fn command(commands: &Commands, job: &Job) -> redis::Cmd {
+    if job.durable {
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg(crate::history::PUBLISH_FUNCTION).arg(1);
+        return cmd.arg(&job.channel).arg(&job.payload).to_owned();
+    }
+    let name = if commands.sharded() {
+        "SPUBLISH"
+    } else {
+        "PUBLISH"
+    };
+    redis::cmd(name)
         .arg(&job.channel)
         .arg(&job.payload)
-        .to_owned();
-    let result = tokio::time::timeout(timeout, conn.query(&cmd)).await;
+        .to_owned()
+}
+
+/// Runs one publish and answers it.
+async fn publish(mut conn: Conn, mut job: Job, cmd: redis::Cmd, timeout: Duration) -> Outcome {
+    let result = tokio::time::timeout(timeout, conn.query::<redis::Value>(&cmd)).await;
     match result {
         Ok(Ok(_)) => {
             if let Some(reply) = &job.reply {
@@ -238,14 +152,8 @@ async fn publish(mut conn: Conn, mut job: Job, command: &str, timeout: Duration)
             }
             Outcome::Answered
         }
-        // Command-level errors (NOPERM, ...) leave the connection usable;
-        // READONLY means a demoted master: find the new one.
-        Ok(Err(e))
-            if !(e.is_io_error()
-                || e.is_connection_dropped()
-                || e.is_unrecoverable_error()
-                || e.code() == Some("READONLY")) =>
-        {
+        // Command-level errors (NOPERM, ...) leave the connection usable.
+        Ok(Err(e)) if !is_lost(&e) => {
             fail(&job, "redis refused the publish");
             Outcome::Answered
         }
@@ -300,7 +208,9 @@ pub(super) fn connection_info(
 }
 
 /// The CA of `redis.ca_file`, for redis-rs's TLS.
-fn certificates(s: &RedisSettings) -> redis::RedisResult<Option<redis::TlsCertificates>> {
+pub(super) fn certificates(
+    s: &RedisSettings,
+) -> redis::RedisResult<Option<redis::TlsCertificates>> {
     let Some(path) = &s.ca_file else {
         return Ok(None);
     };

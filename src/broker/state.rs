@@ -72,6 +72,11 @@ pub struct BrokerState {
     feeds: Mutex<Vec<Arc<FeedState>>>,
     /// Why no feed can run yet, when that is the case.
     waiting: Mutex<Option<String>>,
+    /// Why the Function library for durable channels is not in place.
+    library: Mutex<Option<String>>,
+    /// Told whenever a feed makes a link (a Redis that may have
+    /// restarted empty: the library is checked at once).
+    pub linked: tokio::sync::Notify,
     metrics: Arc<Metrics>,
 }
 
@@ -80,6 +85,8 @@ impl BrokerState {
         Arc::new(BrokerState {
             feeds: Mutex::default(),
             waiting: Mutex::new(Some("connecting to redis".into())),
+            library: Mutex::default(),
+            linked: tokio::sync::Notify::new(),
             metrics,
         })
     }
@@ -101,6 +108,12 @@ impl BrokerState {
         *lock(&self.waiting) = why;
     }
 
+    /// Why the durable channels' Function library is missing (`None`:
+    /// in place, or not needed).
+    pub fn set_library(&self, why: Option<String>) {
+        *lock(&self.library) = why;
+    }
+
     /// `Ok` when every feed delivers; else the first reason.
     pub fn check(&self) -> Result<(), String> {
         let feeds = lock(&self.feeds);
@@ -110,7 +123,13 @@ impl BrokerState {
         if feeds.is_empty() {
             return Err("redis: no pub/sub connection yet".into());
         }
-        feeds.iter().try_for_each(|f| f.check())
+        feeds.iter().try_for_each(|f| f.check())?;
+        match lock(&self.library).as_ref() {
+            Some(why) => Err(format!(
+                "redis: function library for durable channels: {why}"
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Whether every feed's link is up.

@@ -64,6 +64,8 @@ pub struct FileConfig {
     pub tls: super::security::TlsSection,
     /// `[auth]`
     pub auth: super::security::AuthSection,
+    /// `[history]`
+    pub history: super::history::HistorySection,
 }
 
 /// `[server]`: the public WebSocket listener.

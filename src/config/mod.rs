@@ -7,6 +7,7 @@
 //! operator never has to guess which line is wrong.
 
 mod file;
+mod history;
 mod key;
 mod redis;
 mod render;
@@ -16,6 +17,7 @@ mod topology;
 
 pub use self::redis::*;
 pub use file::*;
+pub use history::*;
 pub use security::*;
 pub use settings::*;
 pub use topology::*;

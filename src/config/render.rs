@@ -2,7 +2,7 @@
 //! secrets masked, so that what runs can be read back and diffed.
 
 use super::settings::{LogFormat, Settings};
-use super::{mask_url_password, Access, HostPort, RuleSection, Topology};
+use super::{mask_url_password, Access, ChannelRule, HostPort, Topology};
 use std::time::Duration;
 use toml::{Table, Value};
 
@@ -35,12 +35,17 @@ fn access(a: Access) -> Value {
     })
 }
 
-fn rule(r: &RuleSection) -> Value {
-    table([
+fn rule(r: &ChannelRule) -> Value {
+    let mut t = table([
         ("pattern", s(&r.pattern)),
         ("subscribe", access(r.subscribe)),
         ("publish", access(r.publish)),
-    ])
+    ]);
+    if let (Some(h), Value::Table(t)) = (r.retention, &mut t) {
+        t.insert("history_size".into(), n(h.size));
+        t.insert("history_ttl".into(), d(h.ttl));
+    }
+    t
 }
 
 /// Adds the keys that have a value (TOML has no null).
@@ -186,6 +191,15 @@ impl Settings {
             ],
         );
         t.insert("auth".into(), auth);
+        let h = &self.history;
+        t.insert(
+            "history".into(),
+            table([
+                ("max_replay", n(h.max_replay)),
+                ("max_reads", n(h.max_reads)),
+                ("read_timeout", d(h.read_timeout)),
+            ]),
+        );
         let format = if self.log.format == LogFormat::Json {
             "json"
         } else {

@@ -3,6 +3,7 @@
 //! keys) is loaded by the `tls` and `auth` modules, which report errors
 //! with the same key paths.
 
+use super::history::{retention, Retention};
 use super::key::{err, KeyError};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -148,6 +149,21 @@ pub struct RuleSection {
     pub subscribe: Access,
     #[serde(default = "nobody")]
     pub publish: Access,
+    /// Entries kept per channel; 0: not durable.
+    #[serde(default)]
+    pub history_size: usize,
+    #[serde(default, with = "humantime_serde")]
+    pub history_ttl: Option<Duration>,
+}
+
+/// One channel rule, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelRule {
+    pub pattern: String,
+    pub subscribe: Access,
+    pub publish: Access,
+    /// `Some` for durable channels.
+    pub retention: Option<Retention>,
 }
 
 fn nobody() -> Access {
@@ -235,8 +251,9 @@ pub(super) fn validate_auth(a: AuthSection) -> Result<AuthSettings, KeyError> {
     })
 }
 
-pub(super) fn validate_rules(rules: Vec<RuleSection>) -> Result<Vec<RuleSection>, KeyError> {
-    for (i, r) in rules.iter().enumerate() {
+pub(super) fn validate_rules(rules: Vec<RuleSection>) -> Result<Vec<ChannelRule>, KeyError> {
+    let mut out = Vec::with_capacity(rules.len());
+    for (i, r) in rules.into_iter().enumerate() {
         let probe = r.pattern.replace("{sub}", "x");
         if r.pattern.is_empty() || globset::Glob::new(&probe).is_err() {
             return Err(err(
@@ -244,6 +261,13 @@ pub(super) fn validate_rules(rules: Vec<RuleSection>) -> Result<Vec<RuleSection>
                 "is not a valid glob pattern",
             ));
         }
+        let retention = retention(i, r.history_size, r.history_ttl)?;
+        out.push(ChannelRule {
+            pattern: r.pattern,
+            subscribe: r.subscribe,
+            publish: r.publish,
+            retention,
+        });
     }
-    Ok(rules)
+    Ok(out)
 }

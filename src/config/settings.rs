@@ -1,10 +1,11 @@
 //! The validated runtime configuration.
 
 use super::file::FileConfig;
+use super::history::{validate_history, HistorySettings};
 use super::key::{addr, at_least, err, positive, KeyError};
 use super::redis::{validate_redis, RedisSettings};
 use super::security::{
-    validate_auth, validate_rules, validate_tls, Access, AuthSettings, RuleSection, TlsSettings,
+    validate_auth, validate_rules, validate_tls, Access, AuthSettings, ChannelRule, TlsSettings,
 };
 use ipnet::IpNet;
 use regex::Regex;
@@ -27,6 +28,7 @@ pub struct Settings {
     /// `None`: the public listener speaks plain HTTP.
     pub tls: Option<TlsSettings>,
     pub auth: AuthSettings,
+    pub history: HistorySettings,
 }
 
 /// `[server]`, validated.
@@ -77,7 +79,7 @@ pub struct ChannelSettings {
     /// The pattern as written, for display.
     pub name_pattern_source: String,
     /// Access rules, first match wins; empty means open (see docs).
-    pub rules: Vec<RuleSection>,
+    pub rules: Vec<ChannelRule>,
 }
 
 impl ChannelSettings {
@@ -88,6 +90,11 @@ impl ChannelSettings {
             // Reserved for redcast's own channels (the delivery probe).
             && !name.starts_with(crate::broker::probe::RESERVED_PREFIX)
             && self.name_pattern.is_match(name)
+    }
+
+    /// Whether any rule keeps history.
+    pub fn any_durable(&self) -> bool {
+        self.rules.iter().any(|r| r.retention.is_some())
     }
 }
 
@@ -149,6 +156,7 @@ impl Settings {
             log: validate_log(raw.log)?,
             tls: validate_tls(raw.tls)?,
             auth: validate_auth(raw.auth)?,
+            history: validate_history(raw.history)?,
         })
     }
 

@@ -280,6 +280,13 @@ impl Outbox {
         self.lock().closed = true;
     }
 
+    /// Marks the client slow from outside the queue (it overflowed what
+    /// was held for it elsewhere): the session closes it as such.
+    pub fn overflow(&self) {
+        overflow(&mut self.lock());
+        self.notify.notify_one();
+    }
+
     /// Whether bytes wait for the socket (direct mode).
     pub fn has_backlog(&self) -> bool {
         self.socket.is_some() && !self.lock().items.is_empty()

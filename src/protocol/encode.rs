@@ -1,7 +1,7 @@
 //! Server frames: replies to requests, and the message frames that are
 //! encoded once per Redis message and shared by every subscriber.
 
-use super::{Frame, RequestError};
+use super::{Frame, Position, RequestError};
 use bytes::Bytes;
 use serde::Serialize;
 use tungstenite::protocol::frame::Utf8Bytes;
@@ -83,16 +83,19 @@ pub fn encode_error(err: &RequestError) -> Frame {
 
 /// The JSON envelope for one Redis message: `data` is the payload itself
 /// when it is valid JSON, else the payload as a JSON string (invalid UTF-8
-/// replaced by U+FFFD; raw mode delivers bytes untouched).
-pub fn encode_message(channel: &str, payload: &[u8]) -> Frame {
-    let mut out = Vec::with_capacity(payload.len() + channel.len() + 48);
+/// replaced by U+FFFD; raw mode delivers bytes untouched). Messages of
+/// durable channels end with their `offset` and `epoch`.
+pub fn encode_message(channel: &str, payload: &[u8], position: Option<&Position>) -> Frame {
+    let mut out = Vec::with_capacity(payload.len() + channel.len() + 96);
     out.extend_from_slice(br#"{"type":"message","channel":"#);
     write_json_string(&mut out, channel);
     out.extend_from_slice(br#","data":"#);
-    if is_json(payload) {
-        out.extend_from_slice(payload);
-    } else {
-        write_json_string(&mut out, &String::from_utf8_lossy(payload));
+    write_data(&mut out, payload);
+    if let Some(p) = position {
+        // The epoch is letters, digits and dashes: no escaping needed.
+        out.extend_from_slice(
+            format!(r#","offset":{},"epoch":"{}""#, p.offset, p.epoch).as_bytes(),
+        );
     }
     out.push(b'}');
     // Built from valid UTF-8 pieces: the payload is valid JSON (thus UTF-8)
@@ -135,6 +138,93 @@ pub fn encode_wire(frame: &Frame) -> Bytes {
     }
     out.extend_from_slice(payload);
     Bytes::from(out)
+}
+
+/// A payload as a `data` value: itself when it is JSON, else a string.
+fn write_data(out: &mut Vec<u8>, payload: &[u8]) {
+    if is_json(payload) {
+        out.extend_from_slice(payload);
+    } else {
+        write_json_string(out, &String::from_utf8_lossy(payload));
+    }
+}
+
+/// A payload as a JSON value (for replies built with serde_json).
+fn data_value(payload: &[u8]) -> Box<serde_json::value::RawValue> {
+    let mut out = Vec::with_capacity(payload.len() + 2);
+    write_data(&mut out, payload);
+    // Valid JSON by construction; `null` only if that ever broke.
+    String::from_utf8(out)
+        .ok()
+        .and_then(|text| serde_json::value::RawValue::from_string(text).ok())
+        .unwrap_or_else(|| serde_json::value::RawValue::NULL.to_owned())
+}
+
+/// The `subscribed` ack of a join with durable channels: `positions` of
+/// each confirmed durable channel, `recovered` for each resumed one.
+pub fn encode_subscribed_durable(
+    id: Option<&str>,
+    channels: &[String],
+    positions: &[(String, Position)],
+    recovered: &[(String, bool)],
+) -> Frame {
+    let mut ack = serde_json::json!({ "type": "subscribed" });
+    if let Some(id) = id {
+        ack["id"] = id.into();
+    }
+    ack["channels"] = channels.into();
+    if !positions.is_empty() {
+        let map = positions.iter().map(|(c, p)| (c.clone(), p.to_json()));
+        ack["positions"] = serde_json::Value::Object(map.collect());
+    }
+    if !recovered.is_empty() {
+        let map = recovered.iter().map(|(c, r)| (c.clone(), (*r).into()));
+        ack["recovered"] = serde_json::Value::Object(map.collect());
+    }
+    Frame::text(ack.to_string())
+}
+
+/// One kept message in a `history` reply.
+#[derive(Serialize)]
+pub struct HistoryEntry {
+    pub offset: u64,
+    pub data: Box<serde_json::value::RawValue>,
+}
+
+impl HistoryEntry {
+    pub fn new(offset: u64, payload: &[u8]) -> Self {
+        Self {
+            offset,
+            data: data_value(payload),
+        }
+    }
+}
+
+/// `{"type":"history","id":..,"channel":..,"messages":[..],"position":..}`
+pub fn encode_history(
+    id: Option<&str>,
+    channel: &str,
+    messages: &[HistoryEntry],
+    position: &Position,
+) -> Frame {
+    #[derive(Serialize)]
+    struct Reply<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+        channel: &'a str,
+        messages: &'a [HistoryEntry],
+        position: serde_json::Value,
+    }
+    let reply = Reply {
+        kind: "history",
+        id,
+        channel,
+        messages,
+        position: position.to_json(),
+    };
+    Frame::text(serde_json::to_string(&reply).unwrap_or_default())
 }
 
 fn is_json(payload: &[u8]) -> bool {

@@ -92,6 +92,12 @@ pub enum ErrorCode {
     InvalidToken,
     /// Redis did not take a publish (unavailable or busy); retry later.
     PublishFailed,
+    /// A `since` position is malformed, or ahead of the channel.
+    InvalidPosition,
+    /// `since` or `history` on a channel that keeps no history.
+    NotDurable,
+    /// The history could not be read in time; retry later.
+    HistoryUnavailable,
 }
 
 impl ErrorCode {
@@ -107,6 +113,9 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::PublishFailed => "publish_failed",
+            ErrorCode::InvalidPosition => "invalid_position",
+            ErrorCode::NotDurable => "not_durable",
+            ErrorCode::HistoryUnavailable => "history_unavailable",
         }
     }
 }
@@ -114,10 +123,12 @@ impl ErrorCode {
 /// A request the client may make.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    /// `{"type":"subscribe","channels":[...]}`
+    /// `{"type":"subscribe","channels":[...],"since":{..}}`
     Subscribe {
         id: Option<String>,
         channels: Vec<String>,
+        /// Positions to resume durable channels from.
+        since: Vec<(String, Position)>,
     },
     /// `{"type":"unsubscribe","channels":[...]}`
     Unsubscribe {
@@ -135,6 +146,12 @@ pub enum Request {
     },
     /// `{"type":"refresh","token":..}`
     Refresh { id: Option<String>, token: String },
+    /// `{"type":"history","channel":..,"limit":..}`
+    History {
+        id: Option<String>,
+        channel: String,
+        limit: Option<u64>,
+    },
 }
 
 /// A request that could not be served; becomes an error frame.
@@ -201,6 +218,7 @@ pub fn parse_request(text: &str) -> Result<Request, RequestError> {
     match kind {
         "subscribe" => Ok(Request::Subscribe {
             channels: take_channels(&mut obj, &id)?,
+            since: position::parse_since(obj.remove("since"), &id)?,
             id,
         }),
         "unsubscribe" => Ok(Request::Unsubscribe {
@@ -209,6 +227,7 @@ pub fn parse_request(text: &str) -> Result<Request, RequestError> {
         }),
         "ping" => Ok(Request::Ping { id }),
         "publish" => parse_publish(obj, id),
+        "history" => parse_history(obj, id),
         "refresh" => match obj.remove("token") {
             Some(Value::String(token)) => Ok(Request::Refresh { id, token }),
             _ => Err(RequestError::new(
@@ -257,6 +276,21 @@ fn parse_publish(mut obj: Map<String, Value>, id: Option<String>) -> Result<Requ
     })
 }
 
+fn parse_history(mut obj: Map<String, Value>, id: Option<String>) -> Result<Request, RequestError> {
+    let invalid = |msg: &str| RequestError::new(id.clone(), ErrorCode::InvalidField, msg);
+    let Some(Value::String(channel)) = obj.remove("channel") else {
+        return Err(invalid("`channel` must be a string"));
+    };
+    let limit = match obj.remove("limit") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .ok_or_else(|| invalid("`limit` must be a positive integer"))?,
+        ),
+    };
+    Ok(Request::History { id, channel, limit })
+}
+
 fn take_id(obj: &mut Map<String, Value>) -> Result<Option<String>, RequestError> {
     match obj.remove("id") {
         None | Some(Value::Null) => Ok(None),
@@ -295,8 +329,10 @@ fn take_channels(
 }
 
 mod encode;
+mod position;
 
 pub use encode::*;
+pub use position::{frame_positions, Position, MAX_EPOCH_BYTES};
 
 #[cfg(test)]
 mod tests {
@@ -312,19 +348,19 @@ mod tests {
     #[test]
     fn envelope_embeds_json_and_quotes_text() {
         assert_eq!(
-            text(&encode_message("a", br#"{"x":1}"#)),
+            text(&encode_message("a", br#"{"x":1}"#, None)),
             r#"{"type":"message","channel":"a","data":{"x":1}}"#
         );
         assert_eq!(
-            text(&encode_message("a", b"hi \"you\"")),
+            text(&encode_message("a", b"hi \"you\"", None)),
             r#"{"type":"message","channel":"a","data":"hi \"you\""}"#
         );
         assert_eq!(
-            text(&encode_message("a", b"")),
+            text(&encode_message("a", b"", None)),
             r#"{"type":"message","channel":"a","data":""}"#
         );
         assert_eq!(
-            text(&encode_message("a", &[0xff, b'a'])),
+            text(&encode_message("a", &[0xff, b'a'], None)),
             "{\"type\":\"message\",\"channel\":\"a\",\"data\":\"\u{fffd}a\"}"
         );
     }
@@ -371,7 +407,8 @@ mod tests {
             parse_request(r#"{"type":"subscribe","channels":["a","b"],"id":"1"}"#).unwrap(),
             Request::Subscribe {
                 id: Some("1".into()),
-                channels: vec!["a".into(), "b".into()]
+                channels: vec!["a".into(), "b".into()],
+                since: Vec::new(),
             }
         );
         assert_eq!(

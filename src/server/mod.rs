@@ -226,6 +226,7 @@ impl Server {
                 "an event stream needs at least one channel",
             ));
         }
+        let since = sse::event_id::from_request(&req)?;
         let permits = self.take_permits(&live, admission.client_ip)?;
         let params = StreamParams {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
@@ -235,6 +236,7 @@ impl Server {
             identity: admission.identity,
             // Admission already checked the Origin; echo it for CORS.
             cors_origin: req.headers().get(hyper::header::ORIGIN).cloned(),
+            since,
         };
         tracing::info!(%peer, id = params.id, transport = "sse", "connection open");
         let (resp, task) = sse::respond(self.session.clone(), params);

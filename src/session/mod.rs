@@ -6,6 +6,7 @@
 //! (`writer`); requests are handled in `requests`. The session ends
 //! with a close frame whose code says why (see [`crate::protocol::close`]).
 
+pub mod durable;
 mod requests;
 mod writer;
 
@@ -36,6 +37,8 @@ pub struct SessionContext {
     pub hub: Arc<Hub>,
     pub metrics: Arc<Metrics>,
     pub publisher: Publisher,
+    /// Durable channels' history.
+    pub history: Arc<crate::history::store::Store>,
     pub shutdown: CancellationToken,
 }
 
@@ -140,7 +143,7 @@ where
     };
     session.expires = session.expiry();
     if !params.channels.is_empty() {
-        session.join(None, params.channels);
+        session.join(None, params.channels, Default::default());
     }
     async move {
         let ending = Box::pin(session.serve()).await;

@@ -3,14 +3,15 @@
 //! request's `id`; the connection stays (only a client that keeps
 //! hammering past its rate limit is closed).
 
+use super::durable::{self, DEFAULT_HISTORY_LIMIT};
 use super::{Ending, Session};
 use crate::auth::{Action, AuthFailure};
 use crate::broker::publisher::Job;
 use crate::config::MAX_CHANNEL_NAME_BYTES;
 use crate::hub::Join;
 use crate::metrics::Code;
-use crate::protocol::{self, ErrorCode, Request, RequestError};
-use std::collections::HashSet;
+use crate::protocol::{self, ErrorCode, Position, Request, RequestError};
+use std::collections::{HashMap, HashSet};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
@@ -41,7 +42,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         self.bucket.refused = 0;
         let result = match protocol::parse_request(text) {
-            Ok(Request::Subscribe { id, channels }) => self.subscribe(id, channels),
+            Ok(Request::Subscribe {
+                id,
+                channels,
+                since,
+            }) => self.subscribe(id, channels, since),
+            Ok(Request::History { id, channel, limit }) => self.history(id, channel, limit),
             Ok(Request::Unsubscribe { id, channels }) => self.unsubscribe(id, channels),
             Ok(Request::Ping { id }) => {
                 self.outbox.push(protocol::encode_pong(id.as_deref()));
@@ -86,8 +92,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// Checks limits, then joins what is valid and allowed.
-    fn subscribe(&mut self, id: Option<String>, channels: Vec<String>) -> Result<(), RequestError> {
+    fn subscribe(
+        &mut self,
+        id: Option<String>,
+        channels: Vec<String>,
+        since: Vec<(String, Position)>,
+    ) -> Result<(), RequestError> {
         let channels = dedup(channels);
+        let since = self.check_since(&id, &channels, since)?;
         let new: Vec<String> = channels
             .iter()
             .filter(|c| !self.channels.contains(*c))
@@ -100,13 +112,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 RequestError::new(id, ErrorCode::TooManySubscriptions, message).with_channels(new),
             );
         }
-        self.join(id, channels);
+        self.join(id, channels, since);
         Ok(())
+    }
+
+    /// `since` may only name durable channels of the same request.
+    fn check_since(
+        &self,
+        id: &Option<String>,
+        channels: &[String],
+        since: Vec<(String, Position)>,
+    ) -> Result<HashMap<String, Position>, RequestError> {
+        let live = self.ctx.live.load();
+        let error = |code, msg: &str, c: &String| {
+            let e = RequestError::new(id.clone(), code, msg);
+            Err(e.with_channels(vec![c.clone()]))
+        };
+        for (c, _) in &since {
+            if !channels.contains(c) {
+                return error(
+                    ErrorCode::InvalidField,
+                    "`since` names a channel not in `channels`",
+                    c,
+                );
+            }
+            if live.policy.rules.retention(c).is_none() {
+                return error(ErrorCode::NotDurable, "the channel keeps no history", c);
+            }
+        }
+        Ok(since.into_iter().collect())
     }
 
     /// Joins the valid and allowed channels (acked once Redis confirms);
     /// the others get one error frame each kind, listing them.
-    pub(super) fn join(&mut self, id: Option<String>, channels: Vec<String>) {
+    pub(super) fn join(
+        &mut self,
+        id: Option<String>,
+        channels: Vec<String>,
+        since: HashMap<String, Position>,
+    ) {
         let (valid, invalid) = self.split_valid(channels);
         let live = self.ctx.live.load();
         let (allowed, forbidden): (Vec<String>, Vec<String>) = valid
@@ -123,12 +167,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return;
         }
         self.channels.extend(allowed.iter().cloned());
+        let plan = durable::plan(
+            &self.ctx,
+            &self.outbox,
+            self.format,
+            id.clone(),
+            &allowed,
+            since,
+        );
         let join = Join {
             session: self.id,
             outbox: &self.outbox,
             format: self.format,
             channels: allowed,
             id,
+            gates: plan.gates,
+            then: plan.then,
         };
         self.ctx.hub.subscribe(join);
     }
@@ -170,8 +224,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let e = RequestError::new(id, ErrorCode::Forbidden, "not allowed to publish");
             return Err(e.with_channels(vec![channel]));
         }
+        let durable = live.policy.rules.retention(&channel).is_some();
         let redis_channel = format!("{}{}", live.settings.redis.channel_prefix, channel);
         let job = Job {
+            durable,
             channel: redis_channel,
             payload,
             id,
@@ -179,6 +235,47 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             retried: false,
         };
         self.ctx.publisher.submit(job);
+        Ok(())
+    }
+
+    /// The newest kept messages of a durable channel the client may read.
+    fn history(
+        &mut self,
+        id: Option<String>,
+        channel: String,
+        limit: Option<u64>,
+    ) -> Result<(), RequestError> {
+        let live = self.ctx.live.load();
+        if !live.settings.channels.is_valid_name(&channel) {
+            return Err(invalid_channels(id, vec![channel]));
+        }
+        if !live
+            .policy
+            .allows(&self.identity, &channel, Action::Subscribe)
+        {
+            let e = RequestError::new(id, ErrorCode::Forbidden, "not allowed to read this channel");
+            return Err(e.with_channels(vec![channel]));
+        }
+        let Some(retention) = live.policy.rules.retention(&channel) else {
+            let e = RequestError::new(id, ErrorCode::NotDurable, "the channel keeps no history");
+            return Err(e.with_channels(vec![channel]));
+        };
+        let max = live.settings.history.max_replay;
+        let limit = match limit {
+            None => DEFAULT_HISTORY_LIMIT.min(max),
+            Some(n) if (1..=max as u64).contains(&n) => n as usize,
+            Some(_) => {
+                let message = format!("`limit` must be between 1 and {max}");
+                return Err(RequestError::new(id, ErrorCode::InvalidField, message));
+            }
+        };
+        durable::answer_history(
+            &self.ctx,
+            &self.outbox,
+            id,
+            channel,
+            limit.min(retention.size),
+        );
         Ok(())
     }
 
@@ -238,6 +335,7 @@ fn request_id(r: &Request) -> Option<String> {
         | Request::Unsubscribe { id, .. }
         | Request::Ping { id }
         | Request::Publish { id, .. }
-        | Request::Refresh { id, .. } => id.clone(),
+        | Request::Refresh { id, .. }
+        | Request::History { id, .. } => id.clone(),
     }
 }

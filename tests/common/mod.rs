@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod durable;
 pub mod haproxy;
 pub mod proxy;
 pub mod proxy_header;

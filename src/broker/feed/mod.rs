@@ -190,6 +190,8 @@ impl Feed {
 
     async fn serve(&mut self, link: &mut Link) -> Result<(), BrokerError> {
         self.state.up(&self.node);
+        // The node may have restarted empty: have its library checked.
+        self.core.state.linked.notify_one();
         self.state.probe.reset();
         self.last_probe = None;
         self.probe_name = self.choose_probe()?;

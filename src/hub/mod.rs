@@ -12,13 +12,19 @@
 //! and sessions by `server.max_connections`, so the map is bounded by
 //! their product; an entry is removed as soon as its last subscriber goes.
 
+mod gate;
+mod inbox;
+
+pub use gate::Gate;
+pub use inbox::Inbox;
+
+use crate::history;
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, Outgoing, Push};
 use crate::protocol;
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Identifies one session in the hub.
@@ -33,6 +39,10 @@ pub enum Format {
     Raw,
 }
 
+/// What runs once Redis has confirmed every channel of a join, in place
+/// of the plain ack (durable channels: read positions, recover, then ack).
+pub type OnConfirmed = Box<dyn FnOnce() + Send + Sync>;
+
 /// A `subscribed` acknowledgement waiting for Redis to confirm channels.
 struct PendingAck {
     /// Raw-mode sessions get no acks (nothing but payloads).
@@ -41,15 +51,22 @@ struct PendingAck {
     channels: Vec<String>,
     remaining: AtomicUsize,
     outbox: Arc<Outbox>,
+    then: Mutex<Option<OnConfirmed>>,
 }
 
 impl PendingAck {
     fn complete_one(&self) {
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 && self.send {
-            self.outbox.push(protocol::encode_subscribed(
-                self.id.as_deref(),
-                &self.channels,
-            ));
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        let then = self.then.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match then {
+            Some(then) => then(),
+            None if self.send => {
+                let ack = protocol::encode_subscribed(self.id.as_deref(), &self.channels);
+                self.outbox.push(ack);
+            }
+            None => {}
         }
     }
 }
@@ -57,11 +74,15 @@ impl PendingAck {
 struct Subscriber {
     outbox: Arc<Outbox>,
     format: Format,
+    /// Durable channels: the hand-over from history to live delivery.
+    gate: Option<Arc<Gate>>,
 }
 
 #[derive(Default)]
 struct Channel {
     subscribers: HashMap<SessionId, Subscriber>,
+    /// Joined with a gate: the channel keeps history.
+    durable: bool,
     confirmed: bool,
     waiters: Vec<Arc<PendingAck>>,
 }
@@ -76,50 +97,10 @@ pub struct Join<'a> {
     pub channels: Vec<String>,
     /// The request id, echoed in the ack.
     pub id: Option<String>,
-}
-
-/// Channels whose Redis subscription may need changing, and a wake-up
-/// for whoever brings Redis in line: the hub has one (its consumer is the
-/// broker), and so has each cluster feed (filled by the cluster's router).
-/// Bounded by the channels the hub holds.
-#[derive(Default)]
-pub struct Inbox {
-    dirty: Mutex<HashSet<String>>,
-    /// Everything the consumer holds must be looked at again (the cluster
-    /// topology changed).
-    recheck: AtomicBool,
-    wake: Notify,
-}
-
-impl Inbox {
-    /// Adds channels and wakes the consumer.
-    pub fn mark<I: IntoIterator<Item = String>>(&self, channels: I) {
-        let mut d = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
-        let before = d.len();
-        d.extend(channels);
-        let grew = d.len() > before;
-        drop(d);
-        if grew {
-            self.wake.notify_one();
-        }
-    }
-
-    /// Asks the consumer to look at everything it holds again.
-    pub fn mark_all(&self) {
-        self.recheck.store(true, Ordering::Release);
-        self.wake.notify_one();
-    }
-
-    /// Takes the marked channels, and whether everything needs a look.
-    pub fn take(&self) -> (HashSet<String>, bool) {
-        let d = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|e| e.into_inner()));
-        (d, self.recheck.swap(false, Ordering::AcqRel))
-    }
-
-    /// Resolves when something was marked.
-    pub async fn changed(&self) {
-        self.wake.notified().await
-    }
+    /// Gates for the durable channels among `channels`.
+    pub gates: HashMap<String, Arc<Gate>>,
+    /// Runs instead of the plain ack once every channel is confirmed.
+    pub then: Option<OnConfirmed>,
 }
 
 /// Channel to local subscribers map, shared by sessions and the broker.
@@ -159,7 +140,9 @@ impl Hub {
                 let sub = Subscriber {
                     outbox: join.outbox.clone(),
                     format: join.format,
+                    gate: join.gates.get(name).cloned(),
                 };
+                entry.durable |= sub.gate.is_some();
                 added += entry.subscribers.insert(join.session, sub).is_none() as i64;
                 if !entry.confirmed {
                     remaining.fetch_add(1, Ordering::Relaxed);
@@ -174,6 +157,7 @@ impl Hub {
             channels: join.channels,
             remaining,
             outbox: join.outbox.clone(),
+            then: Mutex::new(join.then),
         });
         self.add_waiters(&waiting_on, &ack);
         self.metrics.subscriptions.inc_by(added);
@@ -225,14 +209,15 @@ impl Hub {
         entry.waiters.iter().for_each(|w| w.complete_one());
     }
 
-    /// Fans one Redis message out to the channel's local subscribers: each
-    /// format is encoded once and shared. Direct-mode subscribers whose
-    /// queue this message started are added to `dirty`, for [`Hub::flush`]
-    /// after the batch. Returns how many deliveries were queued.
+    /// Fans one Redis message out to the channel's local subscribers: the
+    /// position (durable channels) is decoded and each format encoded
+    /// once, and shared. Direct-mode subscribers whose queue this message
+    /// started are added to `dirty`, for [`Hub::flush`] after the batch.
+    /// Returns how many deliveries were queued.
     pub fn publish(
         &self,
         channel: &str,
-        payload: &[u8],
+        message: &[u8],
         received: Instant,
         dirty: &mut Vec<Arc<Outbox>>,
     ) -> usize {
@@ -240,17 +225,24 @@ impl Hub {
         let Some(entry) = map.get(channel) else {
             return 0;
         };
+        let (position, payload) = history::split_envelope(message);
         let (mut envelope, mut raw): (Option<Outgoing>, Option<Outgoing>) = (None, None);
         let (mut queued, mut slow, mut bytes) = (0u64, 0u64, 0u64);
         for sub in entry.subscribers.values() {
             let msg = match sub.format {
                 Format::Envelope => envelope.get_or_insert_with(|| {
-                    Outgoing::new(protocol::encode_message(channel, payload))
+                    let frame = protocol::encode_message(channel, payload, position.as_ref());
+                    Outgoing::new(frame)
                 }),
                 Format::Raw => {
                     raw.get_or_insert_with(|| Outgoing::new(protocol::encode_raw(payload)))
                 }
             };
+            if let Some(gate) = &sub.gate {
+                if !gate.admit(position.as_ref(), &msg.frame) {
+                    continue;
+                }
+            }
             match sub.outbox.push_message(msg, received) {
                 (Push::Queued, first) => {
                     queued += 1;
@@ -266,6 +258,10 @@ impl Hub {
         self.metrics.frames_delivered.inc_by(queued);
         self.metrics.bytes_out.inc_by(bytes);
         self.metrics.slow_consumers.inc_by(slow);
+        if entry.durable && position.is_none() {
+            // A plain PUBLISH on a durable channel: live only, no position.
+            self.metrics.history_unpositioned.inc();
+        }
         queued as usize
     }
 

@@ -9,18 +9,27 @@
 //! ended as a slow consumer, exactly like a WebSocket. Keep-alive comments
 //! go out every `client.ping_interval`. Binary (non-UTF-8) payloads cannot
 //! travel in SSE and are skipped in raw mode (counted as dropped).
+//!
+//! Durable channels: events carrying positions get an `id:`
+//! ([`event_id`]); a reconnecting EventSource's `Last-Event-ID` resumes
+//! them, exactly as a WebSocket `subscribe` with `since`.
+
+pub mod event_id;
 
 use crate::auth::Identity;
 use crate::handshake::Body;
 use crate::hub::{Format, Join, SessionId};
 use crate::outbox::{Drain, Outbox};
-use crate::protocol::{self, Frame, RequestError};
+use crate::protocol::{self, Frame, Position, RequestError};
+use crate::session::durable;
 use crate::session::SessionContext;
 use bytes::{BufMut, Bytes, BytesMut};
+use event_id::Positions;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame as BodyFrame;
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -39,6 +48,8 @@ pub struct StreamParams {
     pub identity: Identity,
     /// `Access-Control-Allow-Origin` to send, for allowed cross-origin pages.
     pub cors_origin: Option<HeaderValue>,
+    /// Positions to resume durable channels from (`Last-Event-ID`).
+    pub since: HashMap<String, Position>,
 }
 
 /// Why a stream ended (a metric label).
@@ -104,12 +115,16 @@ async fn run(ctx: Arc<SessionContext>, params: StreamParams, tx: mpsc::Sender<By
     for e in &params.rejected {
         outbox.push(protocol::encode_error(e));
     }
+    let since = params.since.clone();
+    let plan = durable::plan(&ctx, &outbox, params.format, None, &params.channels, since);
     let join = Join {
         session: params.id,
         outbox: &outbox,
         format: params.format,
         channels: params.channels.clone(),
         id: None,
+        gates: plan.gates,
+        then: plan.then,
     };
     ctx.hub.subscribe(join);
     let end = serve(&ctx, &params, &outbox, &tx).await;
@@ -140,6 +155,7 @@ async fn serve(
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut close_at: Option<Instant> = None;
     let mut batch = Vec::new();
+    let mut positions = Positions::new(&p.since);
     let mut chunk = BytesMut::new();
     chunk.put_slice(format!("retry: {RETRY_HINT_MS}\n\n").as_bytes());
     loop {
@@ -156,7 +172,7 @@ async fn serve(
         }
         batch
             .drain(..)
-            .for_each(|f| encode_event(&mut chunk, &f, &ctx.metrics));
+            .for_each(|f| encode_event(&mut chunk, &f, &mut positions, &ctx.metrics));
         if !chunk.is_empty() {
             if let Err(end) = send(tx, chunk.split().freeze(), outbox, idle_timeout).await {
                 return end;
@@ -202,12 +218,23 @@ async fn send(
 }
 
 /// One frame as an SSE event: each line of the text as a `data:` line, so
-/// that multi-line payloads arrive whole (EventSource joins them with \n).
-fn encode_event(out: &mut BytesMut, frame: &Frame, metrics: &crate::metrics::Metrics) {
+/// that multi-line payloads arrive whole (EventSource joins them with \n);
+/// an `id:` first when it carries positions.
+fn encode_event(
+    out: &mut BytesMut,
+    frame: &Frame,
+    positions: &mut Positions,
+    metrics: &crate::metrics::Metrics,
+) {
     let Frame::Text(text) = frame else {
         metrics.sse_binary_dropped.inc();
         return;
     };
+    if let Some(id) = positions.update(frame) {
+        out.put_slice(b"id: ");
+        out.put_slice(id.as_bytes());
+        out.put_u8(b'\n');
+    }
     // SSE ends a line at \r\n, \r or \n: all three must start a new
     // data: line, or a bare \r would cut the event short.
     let text = text.as_str();
@@ -234,10 +261,16 @@ mod tests {
     fn multiline_payloads_become_several_data_lines() {
         let metrics = crate::metrics::Metrics::default();
         let mut out = BytesMut::new();
-        encode_event(&mut out, &Frame::Text("{\n \"a\": 1\r\n}".into()), &metrics);
+        let mut ids = Positions::default();
+        encode_event(
+            &mut out,
+            &Frame::Text("{\n \"a\": 1\r\n}".into()),
+            &mut ids,
+            &metrics,
+        );
         assert_eq!(&out[..], b"data: {\ndata:  \"a\": 1\ndata: }\n\n");
         out.clear();
-        encode_event(&mut out, &Frame::Text("a\rb".into()), &metrics);
+        encode_event(&mut out, &Frame::Text("a\rb".into()), &mut ids, &metrics);
         assert_eq!(&out[..], b"data: a\ndata: b\n\n");
     }
 }
