@@ -89,7 +89,7 @@ export interface RedcastErrorEvent {
 
 /** Payload of the `"close"` event (server / network closes, not `close()`). */
 export interface RedcastCloseEvent {
-  /** WebSocket close code; 1006 for network/SSE errors; 4000 = client-side heartbeat timeout. */
+  /** WebSocket close code; 1006 for network/SSE errors; 4000 = client-side heartbeat timeout; 4010 = client-side resync after a durable channel skipped offsets. */
   code: number;
   reason: string;
   /** Whether the client will reconnect on its own. */
@@ -332,6 +332,8 @@ export declare class Redcast {
   static sseEventId(positions: Record<string, RedcastPosition>): string;
   /** "redcast.v1" */
   static readonly SUBPROTOCOL: string;
+  /** 4010: the close code the client uses when it reconnects to resume a durable channel that skipped offsets. */
+  static readonly GAP_CLOSE_CODE: number;
   static readonly DEFAULTS: Readonly<Required<Omit<RedcastOptions, "token" | "getToken" | "WebSocket" | "EventSource" | "random">>>;
 }
 

@@ -35,14 +35,18 @@
   // for the rest, all with the request's id.
   var PER_CHANNEL_CODES = { invalid_channel: true, forbidden: true };
 
-  // Errors that refuse a resuming subscribe because of its `since` (a bad or
-  // future position, a channel that is no longer durable, a malformed since).
-  // The positions they concern are forgotten and the channels subscribed
-  // again without them: live delivery goes on, the app is told to refetch.
+  // Errors that refuse (part of) a resuming subscribe because of its `since`:
+  // a position ahead of the channel, a channel no longer durable. The
+  // positions concerned are forgotten, the channels stay subscribed (or are
+  // subscribed again without them), and the app is told to refetch.
   var SINCE_CODES = { invalid_position: true, not_durable: true, invalid_field: true };
 
   // Close code the client uses when it abandons a socket that stopped answering.
   var HEARTBEAT_CLOSE_CODE = 4000;
+  // Close code the client uses when a durable channel skipped offsets (redcast
+  // lost messages live, e.g. while its own Redis link was down): reconnecting
+  // resumes from the last delivered position and gets the missing ones.
+  var GAP_CLOSE_CODE = 4010;
 
   var WS_OPEN = 1;
 
@@ -597,7 +601,7 @@
       try { msg = JSON.parse(raw); } catch (e) { return; }
       if (!msg || typeof msg !== "object") return;
       switch (msg.type) {
-        case "message": return this._onMessage(msg);
+        case "message": return this._onMessage(conn, msg);
         case "subscribed":
           this._onSubscribed(conn, msg);
           this._markHealthy(conn);
@@ -619,16 +623,23 @@
       }
     }
 
-    _onMessage(msg) {
+    _onMessage(conn, msg) {
       var channel = msg.channel;
       var pos = asPosition(msg);
-      if (pos) {
+      var known = pos && this._positions.get(channel);
+      if (known) {
         // The server promises no duplicate across a resume; dropping what
         // is not past the last delivered offset makes sure of it here too.
-        var known = this._positions.get(channel);
-        if (known && known.epoch === pos.epoch && pos.offset <= known.offset) return;
-        if (this._handlers.has(channel)) this._positions.set(channel, pos);
+        if (known.epoch === pos.epoch && pos.offset <= known.offset) return;
+        // Offsets go up by one per message: anything else means messages
+        // were lost on the way. Drop this one and resume from `known`; the
+        // server replays what is missing, or says it cannot.
+        if (pos.offset !== (known.epoch === pos.epoch ? known.offset + 1 : 1)) {
+          return this._onClose(conn, GAP_CLOSE_CODE, "durable channel " + channel + " skipped to offset " +
+            pos.offset + " after " + known.offset + ": resuming");
+        }
       }
+      if (pos && this._handlers.has(channel)) this._positions.set(channel, pos);
       this._deliver(channel, msg.data, pos || undefined);
     }
 
@@ -705,8 +716,9 @@
         return req.reject(makeError(msg.code, msg.message));
       }
       var channels = Array.isArray(msg.channels) ? msg.channels : req && req.kind === "subscribe" ? req.channels : null;
-      if (SINCE_CODES[msg.code] && (conn.kind === "sse" ? conn.since : req && req.since)) {
-        return this._onSinceRejected(conn, msg, req, channels);
+      var since = conn.kind === "sse" ? conn.since : req && req.since;
+      if (SINCE_CODES[msg.code] && since && Object.keys(since).length) {
+        return this._onSinceRejected(conn, msg, req);
       }
       if (req) {
         // A subscribe can get an invalid_channel error, then a forbidden one,
@@ -729,26 +741,26 @@
     }
 
     /**
-     * A subscribe (or SSE stream) refused over its `since`. The server
-     * validates a subscribe frame before acting on it, so none of its
-     * channels were subscribed: they are asked for again, without the
-     * positions the error names (all of them if it names none).
+     * A `since` refused. `invalid_position` naming channels refuses those
+     * positions only (ahead of the channel, e.g. after Redis lost recent
+     * writes): the channels are still subscribed and the ack follows. Our
+     * positions are always well-formed, so a malformed-entry error (same
+     * code, whole frame) cannot come from us. `not_durable`/`invalid_field`
+     * (and `invalid_position` naming nothing) refuse the whole subscribe:
+     * it is sent again, without the positions named (all if none is).
      */
-    _onSinceRejected(conn, msg, req, channels) {
+    _onSinceRejected(conn, msg, req) {
       var since = conn.kind === "sse" ? conn.since : req.since;
-      var refused = (Array.isArray(msg.channels) ? msg.channels : Object.keys(since))
-        .filter(function (c) { return since[c]; });
-      if (!refused.length) refused = Object.keys(since);
+      var listed = (Array.isArray(msg.channels) ? msg.channels : []).filter(function (c) { return since[c]; });
+      var refused = listed.length ? listed : Object.keys(since);
+      // The ack that may still come treats them as fresh subscriptions.
+      refused.forEach(function (c) { delete since[c]; });
       this._recoveryFailed(refused, msg.code);
       var info = { code: msg.code, message: msg.message, channels: refused };
       if (msg.id != null) info.id = msg.id;
       this._emit("error", info);
-      if (conn.kind === "sse") {
-        // The stream goes on without recovery, or ends and is reopened
-        // without these positions; either way there is nothing to resend.
-        conn.since = null;
-        return;
-      }
+      // An SSE stream is refused at the handshake, never by an event.
+      if (conn.kind === "sse" || (msg.code === "invalid_position" && listed.length)) return;
       this._pending.delete(msg.id);
       req.channels.forEach(function (c) { conn.serverChannels.delete(c); });
       this._scheduleSync();
@@ -953,6 +965,7 @@
   Redcast.isSubprotocolSafe = isSubprotocolSafe;
   Redcast.sseEventId = sseEventId;
   Redcast.SUBPROTOCOL = SUBPROTOCOL;
+  Redcast.GAP_CLOSE_CODE = GAP_CLOSE_CODE;
   Redcast.DEFAULTS = DEFAULTS;
 
   root.Redcast = Redcast;

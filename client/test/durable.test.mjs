@@ -139,6 +139,44 @@ test("duplicates are dropped: an offset at or below the last in the same epoch",
   assert.deepEqual(rc.position("c"), { offset: 1, epoch: E2 });
 });
 
+test("a skipped offset (lost live) drops that message and resumes from the last delivered one", async (t) => {
+  const { rc, WS, tick, recoveries } = setup(t);
+  const closes = [];
+  rc.on("close", (c) => closes.push(c));
+  const got = await subscribeDurable(rc, WS, ["c"], { c: { offset: 10, epoch: E1 } });
+  const ws = WS.last;
+  ws.receive(msg("c", 11));
+  ws.receive(msg("c", 14)); // 12 and 13 never came
+  assert.deepEqual(got.map(([, d]) => d), [11]);
+  assert.equal(ws.closedWith.code, Redcast.GAP_CLOSE_CODE);
+  assert.equal(closes[0].code, 4010);
+  assert.equal(closes[0].willReconnect, true);
+  assert.deepEqual(rc.position("c"), { offset: 11, epoch: E1 });
+  ws.receive(msg("c", 15)); // the abandoned socket is not listened to any more
+  tick(250);
+  WS.last.open();
+  const f = subscribes(WS.last)[0];
+  assert.deepEqual(f.since, { c: { offset: 11, epoch: E1 } });
+  WS.last.receive({ type: "subscribed", id: f.id, channels: ["c"], recovered: { c: true }, positions: { c: { offset: 14, epoch: E1 } } });
+  for (const n of [12, 13, 14, 15]) WS.last.receive(msg("c", n));
+  assert.deepEqual(got.map(([, d]) => d), [11, 12, 13, 14, 15]);
+  assert.deepEqual(recoveries, [{ channel: "c", recovered: true }]);
+});
+
+test("a new epoch is taken as it comes from offset 1; from a later offset it is a gap", async (t) => {
+  const { rc, WS, tick } = setup(t);
+  const got = await subscribeDurable(rc, WS, ["c"], { c: { offset: 10, epoch: E1 } });
+  WS.last.receive(msg("c", 1, "fresh", E2)); // the history expired, then a first publish
+  assert.deepEqual(got.map(([, d]) => d), ["fresh"]);
+  assert.equal(WS.instances.length, 1);
+  WS.last.receive(msg("c", 4, "later", "18c31-002")); // another epoch, 1..3 missed
+  assert.equal(WS.last.closedWith.code, 4010);
+  assert.deepEqual(rc.position("c"), { offset: 1, epoch: E2 });
+  tick(250);
+  WS.last.open();
+  assert.deepEqual(subscribes(WS.last)[0].since, { c: { offset: 1, epoch: E2 } });
+});
+
 test("the last handler's unsubscribe forgets the position", async (t) => {
   const { rc, WS, tick } = setup(t);
   const handler = () => {};
@@ -156,25 +194,48 @@ test("the last handler's unsubscribe forgets the position", async (t) => {
   assert.equal("since" in subscribes(ws)[0], false);
 });
 
-test("invalid_position: the positions are forgotten, the channels subscribed again without since", async (t) => {
+test("invalid_position (ahead): that position is forgotten; the ack that follows starts it afresh", async (t) => {
   const { rc, WS, tick, recoveries, errors } = setup(t);
-  await subscribeDurable(rc, WS, ["c", "d", "plain"], { c: { offset: 4, epoch: E1 }, d: { offset: 2, epoch: E1 } });
+  const got = await subscribeDurable(rc, WS, ["c", "d", "plain"], { c: { offset: 4, epoch: E1 }, d: { offset: 2, epoch: E1 } });
   const ws = reconnect(WS, tick);
   const f = subscribes(ws)[0];
+  // Redis lost recent writes: c's top (3) is below what the client saw (4).
   ws.receive({ type: "error", id: f.id, code: "invalid_position", message: "ahead", channels: ["c"] });
   assert.deepEqual(recoveries, [{ channel: "c", recovered: false, reason: "invalid_position" }]);
   assert.equal(errors.length, 1);
   assert.equal(errors[0].code, "invalid_position");
   assert.deepEqual(errors[0].channels, ["c"]);
+  assert.equal(rc.position("c"), undefined);
+  ws.receive({
+    type: "subscribed", id: f.id, channels: ["c", "d", "plain"],
+    recovered: { c: false, d: true },
+    positions: { c: { offset: 3, epoch: E1 }, d: { offset: 3, epoch: E1 } },
+  });
+  await flush();
+  assert.equal(subscribes(ws).length, 1, "nothing is sent again: the channels are subscribed");
+  assert.deepEqual(recoveries.slice(1), [{ channel: "d", recovered: true }], "one event per channel");
+  assert.deepEqual(rc.position("c"), { offset: 3, epoch: E1 });
+  assert.deepEqual(rc.channels.sort(), ["c", "d", "plain"], "no handler was dropped");
+  ws.receive(msg("d", 3));
+  ws.receive(msg("c", 4, "new"));
+  assert.deepEqual(got.slice(-2).map(([c, d]) => [c, d]), [["d", 3], ["c", "new"]]);
+});
+
+test("not_durable (rule changed): the whole subscribe is sent again without that position", async (t) => {
+  const { rc, WS, tick, recoveries } = setup(t);
+  await subscribeDurable(rc, WS, ["c", "d"], { c: { offset: 4, epoch: E1 }, d: { offset: 2, epoch: E1 } });
+  const ws = reconnect(WS, tick);
+  const f = subscribes(ws)[0];
+  ws.receive({ type: "error", id: f.id, code: "not_durable", message: "no history", channels: ["c"] });
+  assert.deepEqual(recoveries, [{ channel: "c", recovered: false, reason: "not_durable" }]);
   await flush();
   const again = subscribes(ws);
-  assert.equal(again.length, 2, "the refused frame is sent again");
-  assert.deepEqual(again[1].channels.sort(), ["c", "d", "plain"]);
+  assert.equal(again.length, 2);
+  assert.deepEqual(again[1].channels.sort(), ["c", "d"]);
   assert.deepEqual(again[1].since, { d: { offset: 2, epoch: E1 } });
-  assert.deepEqual(rc.channels.sort(), ["c", "d", "plain"], "no handler was dropped");
-  ws.receive({ type: "subscribed", id: again[1].id, channels: again[1].channels, recovered: { d: true }, positions: { c: { offset: 0, epoch: E2 }, d: { offset: 2, epoch: E1 } } });
-  assert.deepEqual(rc.position("c"), { offset: 0, epoch: E2 });
-  assert.equal(recoveries.length, 2);
+  ws.receive({ type: "subscribed", id: again[1].id, channels: again[1].channels, recovered: { d: true }, positions: { d: { offset: 2, epoch: E1 } } });
+  assert.deepEqual(recoveries.slice(1), [{ channel: "d", recovered: true }]);
+  assert.deepEqual(rc.channels.sort(), ["c", "d"]);
 });
 
 test("not_durable without a channel list: every resumed channel loses its position", async (t) => {
