@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import {
-  TIMEOUT, assertNoPanic, cleanup, clientPage, openBrowser, openTestPage, startBackend,
+  TIMEOUT, assertNoPanic, cleanup, clientScript, openBrowser, openGatewayPage, startBackend,
   startRedcast, startRedis, waitUntil,
 } from "./harness.mjs";
 
@@ -66,7 +66,7 @@ describe("durable channels across a redcast restart", () => {
   test("the JS client keeps every message: it resumes from its position after the restart", async () => {
     const channel = "durable.client";
     const page = browser.page;
-    await openTestPage(page, redcast.url, "/durable-client.html", clientPage(channel));
+    await openGatewayPage(page, redcast.url, { client: true, script: clientScript(channel) });
     // The ack's position is what the client resumes from, even before any message.
     await page.waitForFunction((c) => window.rc.position(c) !== undefined, channel, { timeout: TIMEOUT });
 
@@ -94,10 +94,7 @@ describe("durable channels across a redcast restart", () => {
     page.on("pageerror", (err) => errors.push(err.message));
     // Nothing of the JS client here: the browser's own EventSource retries
     // (after the server's `retry:` hint) and sends Last-Event-ID itself.
-    await openTestPage(page, redcast.url, "/durable-sse.html", `<!doctype html>
-<meta charset="utf-8">
-<title>redcast durable SSE</title>
-<script>
+    await openGatewayPage(page, redcast.url, { script: `
   window.got = [];
   window.acks = [];
   window.es = new EventSource("/sse?channel=${channel}");
@@ -106,7 +103,7 @@ describe("durable channels across a redcast restart", () => {
     if (m.type === "message") got.push({ data: m.data, offset: m.offset, epoch: m.epoch, id: ev.lastEventId });
     else if (m.type === "subscribed") acks.push({ recovered: m.recovered, positions: m.positions, id: ev.lastEventId });
   };
-</script>`);
+` });
     await page.waitForFunction(() => window.acks.length === 1 && window.acks[0].id !== "", null, { timeout: TIMEOUT });
 
     const backend = startBackend(redis.port, channel, { count: COUNT });

@@ -8,7 +8,7 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import {
-  REPO_ROOT, TIMEOUT, assertNoPanic, clientPage, openTestPage, startStack, stopStack,
+  REPO_ROOT, TIMEOUT, assertNoPanic, clientScript, openGatewayPage, startStack, stopStack,
 } from "./harness.mjs";
 
 const CHANNEL = "durable.examples";
@@ -39,7 +39,7 @@ describe("backend examples", () => {
 
   before(async () => {
     ({ redis, redcast, page } = await startStack(stack));
-    await openTestPage(page, redcast.url, "/examples.html", clientPage(CHANNEL));
+    await openGatewayPage(page, redcast.url, { client: true, script: clientScript(CHANNEL) });
     await page.waitForFunction((c) => window.rc.position(c) !== undefined, CHANNEL, { timeout: TIMEOUT });
   });
 

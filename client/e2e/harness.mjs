@@ -404,28 +404,26 @@ export async function openBrowser() {
 }
 
 /**
- * Opens a test page at `origin + path`, same-origin with redcast (so its
- * Origin check passes and `/redcast.js`, `/ws` and `/sse` are redcast's own),
- * without redcast serving it: Playwright answers that one document request
- * with `html`; every other request goes to the real server.
+ * Runs a test `script` in a page of the gateway's own origin, so that its
+ * Origin check passes and `/redcast.js`, `/ws` and `/sse` are redcast's own.
+ * The document is a real answer of the gateway (its `/redcast.js`, shown
+ * as text): Chromium's Local Network Access checks block a page that
+ * Playwright made up itself from reaching 127.0.0.1. With `client`, the
+ * JS client is loaded first, from the gateway.
  */
-export async function openTestPage(page, origin, path, html) {
-  const url = origin + path;
-  await page.route(url, (route) => route.fulfill({ status: 200, contentType: "text/html; charset=utf-8", body: html }));
-  await page.goto(url);
+export async function openGatewayPage(page, origin, { client = false, script }) {
+  await page.goto(`${origin}/redcast.js`);
+  if (client) await page.addScriptTag({ url: `${origin}/redcast.js` });
+  await page.addScriptTag({ content: script });
 }
 
 /**
- * A page that loads redcast's `/redcast.js` and subscribes to `channel` with
- * the JS client (`window.rc`), recording each message with its position in
- * `window.got`, and the `recovery` events and states it sees.
+ * A script that subscribes to `channel` with the JS client (`window.rc`),
+ * recording each message with its position in `window.got`, and the
+ * `recovery` events and states it sees.
  */
-export function clientPage(channel) {
-  return `<!doctype html>
-<meta charset="utf-8">
-<title>redcast durable client</title>
-<script src="/redcast.js"></script>
-<script>
+export function clientScript(channel) {
+  return `
   window.got = [];
   window.recoveries = [];
   window.states = [];
@@ -433,7 +431,7 @@ export function clientPage(channel) {
   rc.on("state", (s) => states.push(s));
   rc.on("recovery", (r) => recoveries.push(r));
   rc.subscribe(${JSON.stringify(channel)}, (data, channel, pos) => got.push({ data, offset: pos && pos.offset, epoch: pos && pos.epoch }));
-</script>`;
+`;
 }
 
 /** The text of the page's header field `id` (state, transport, reconnects, ...). */
