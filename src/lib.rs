@@ -7,12 +7,18 @@
 //! - [`server`]: the public listener, PROXY protocol headers, handshakes
 //!   under a timeout, upgrades.
 //! - [`handshake`]: RFC 6455 upgrade checks and query parameters.
-//! - [`session`]: one WebSocket client, from upgrade to close.
+//! - [`session`]: one WebSocket client, from upgrade to close; with
+//!   `session::durable`, joins that resume durable channels (`since`) and
+//!   `history` requests (shared with SSE).
 //! - [`sse`]: the Server-Sent Events transport (same admission and fan-out).
 //! - [`auth`]: tokens, channel rules, origins; [`tls`]: certificates.
 //! - [`reload`]: what SIGHUP swaps; [`assets`]: the served JS client and demo.
 //! - [`protocol`]: client requests and server frames (docs/protocol.md).
-//! - [`hub`]: channel to local subscribers; encodes each message once.
+//! - [`hub`]: channel to local subscribers; encodes each message once;
+//!   its gates hand a durable channel over from history to live delivery.
+//! - [`history`]: durable channels: the Redis Function library (generated
+//!   from the rules, kept in place on every master), positions, and reads
+//!   of missed and recent messages.
 //! - [`outbox`]: each session's bounded outbound queue; on plain TCP its
 //!   direct path, which writes frames to the socket from the broker task.
 //! - [`broker`]: the Redis side. Feeds (one pub/sub connection each: one
@@ -26,8 +32,8 @@
 //! # The path of a message
 //! `Redis --(pub/sub connections: one per process, or one per master with
 //! sharded cluster pub/sub)--> broker feed (takes every message at hand)
-//! --> hub (frame encoded once) --> each session's outbox (bounded) -->
-//! socket`: on plain TCP (`server.direct_writes`, the default) the feed
+//! --> hub (position decoded and frame encoded once) --> each session's
+//! outbox (bounded) --> socket`: on plain TCP (`server.direct_writes`, the default) the feed
 //! then writes each touched outbox straight to its socket (one write per
 //! client per burst); with TLS the session's writer drains the outbox and
 //! flushes once.
@@ -36,7 +42,10 @@
 //! `socket --> session --> protocol (parse, validate) --> hub
 //! (ref-counted) --> broker (SUBSCRIBE on first, UNSUBSCRIBE on last; on a
 //! sharded cluster the router hands the channel to the feed of the master
-//! that serves its slot, which SSUBSCRIBEs there)`.
+//! that serves its slot, which SSUBSCRIBEs there)`. A durable channel's
+//! join then reads its position (or the messages missed since `since`)
+//! with `FCALL redcast_read` on the command connection, acks, replays, and
+//! opens the channel's gate: held live messages after the position follow.
 
 pub mod admin;
 pub mod assets;

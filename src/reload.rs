@@ -7,10 +7,12 @@
 //! Reloaded: channel rules, JWT keys and settings, origins, client limits,
 //! handshake limits, trusted proxies and the PROXY protocol (both read per
 //! new connection), the drain window and the TLS certificate (re-read
-//! from the same files). Read once at start (a change is logged, the
+//! from the same files), and `history.max_replay` (the Redis Function
+//! library follows the rules: reloaded into Redis at once). Read once at start (a change is logged, the
 //! running value kept, and a restart needed): listen addresses, every
 //! `[redis]` key (the topology included), TLS file paths and watch
-//! interval, `drain_timeout`, and `[log]`.
+//! interval, `drain_timeout`, `history.max_reads` and
+//! `history.read_timeout`, and `[log]`.
 
 use crate::auth::{KeyLoadError, Policy};
 use crate::config::Settings;
@@ -103,6 +105,7 @@ fn keep_restart_only(running: &Settings, next: &mut Settings) {
     next.tls = running.tls.clone();
     next.log = running.log.clone();
     next.history.max_reads = running.history.max_reads;
+    next.history.read_timeout = running.history.read_timeout;
 }
 
 /// Keys that differ but are only read at start.
@@ -149,8 +152,9 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
         ),
         ("tls", tls(old) != tls(new)),
         (
-            "history.max_reads",
-            old.history.max_reads != new.history.max_reads,
+            "history (max_reads, read_timeout)",
+            (old.history.max_reads, old.history.read_timeout)
+                != (new.history.max_reads, new.history.read_timeout),
         ),
         (
             "log",

@@ -269,5 +269,13 @@ pub(super) fn validate_rules(rules: Vec<RuleSection>) -> Result<Vec<ChannelRule>
             retention,
         });
     }
+    // With durable channels, every rule is also compiled into the Redis
+    // Function (first match wins there too): it must translate.
+    if out.iter().any(|r| r.retention.is_some()) {
+        for (i, r) in out.iter().enumerate() {
+            crate::history::library::lua_patterns(&r.pattern)
+                .map_err(|e| err(&format!("channels.rules[{i}].pattern"), e))?;
+        }
+    }
     Ok(out)
 }

@@ -168,20 +168,32 @@ pub fn encode_subscribed_durable(
     positions: &[(String, Position)],
     recovered: &[(String, bool)],
 ) -> Frame {
-    let mut ack = serde_json::json!({ "type": "subscribed" });
-    if let Some(id) = id {
-        ack["id"] = id.into();
+    #[derive(Serialize)]
+    struct Ack<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+        channels: &'a [String],
+        #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+        positions: serde_json::Map<String, serde_json::Value>,
+        #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+        recovered: serde_json::Map<String, serde_json::Value>,
     }
-    ack["channels"] = channels.into();
-    if !positions.is_empty() {
-        let map = positions.iter().map(|(c, p)| (c.clone(), p.to_json()));
-        ack["positions"] = serde_json::Value::Object(map.collect());
-    }
-    if !recovered.is_empty() {
-        let map = recovered.iter().map(|(c, r)| (c.clone(), (*r).into()));
-        ack["recovered"] = serde_json::Value::Object(map.collect());
-    }
-    Frame::text(ack.to_string())
+    let ack = Ack {
+        kind: "subscribed",
+        id,
+        channels,
+        positions: positions
+            .iter()
+            .map(|(c, p)| (c.clone(), p.to_json()))
+            .collect(),
+        recovered: recovered
+            .iter()
+            .map(|(c, r)| (c.clone(), (*r).into()))
+            .collect(),
+    };
+    Frame::text(serde_json::to_string(&ack).unwrap_or_default())
 }
 
 /// One kept message in a `history` reply.

@@ -16,7 +16,7 @@ use super::SessionContext;
 use crate::history::store::{Entry, Recovery};
 use crate::history::Position;
 use crate::hub::{Format, Gate, OnConfirmed};
-use crate::metrics::Reason;
+use crate::metrics::{Code, Reason};
 use crate::outbox::Outbox;
 use crate::protocol::{self, ErrorCode, Frame, HistoryEntry, RequestError};
 use std::collections::HashMap;
@@ -114,9 +114,7 @@ async fn complete(
                 ErrorCode::InvalidPosition,
                 "`since` is ahead of the channel",
             );
-            outbox.push(protocol::encode_error(
-                &e.with_channels(vec![d.channel.clone()]),
-            ));
+            reply_error(&ctx, &outbox, &e.with_channels(vec![d.channel.clone()]));
         }
     }
     let ack = protocol::encode_subscribed_durable(id.as_deref(), &channels, &positions, &recovered);
@@ -181,6 +179,15 @@ async fn read(ctx: &SessionContext, d: &Durable) -> Found {
     }
 }
 
+/// An error frame, counted (by code) like every other refusal.
+pub(super) fn reply_error(ctx: &SessionContext, outbox: &Outbox, e: &RequestError) {
+    let code = Code {
+        code: e.code.as_str(),
+    };
+    ctx.metrics.inbound_errors.get_or_create(&code).inc();
+    outbox.push(protocol::encode_error(e));
+}
+
 fn failed(ctx: &SessionContext, channel: &str, e: crate::history::store::ReadError) {
     ctx.metrics.history_read_errors.inc();
     tracing::warn!(channel, error = %e, "cannot read a durable channel's position");
@@ -233,7 +240,7 @@ pub fn answer_history(
                     ErrorCode::HistoryUnavailable,
                     "the history could not be read; retry later",
                 );
-                protocol::encode_error(&e.with_channels(vec![channel]))
+                return reply_error(&ctx, &outbox, &e.with_channels(vec![channel]));
             }
         };
         outbox.push(frame);

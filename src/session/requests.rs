@@ -9,7 +9,6 @@ use crate::auth::{Action, AuthFailure};
 use crate::broker::publisher::Job;
 use crate::config::MAX_CHANNEL_NAME_BYTES;
 use crate::hub::Join;
-use crate::metrics::Code;
 use crate::protocol::{self, ErrorCode, Position, Request, RequestError};
 use std::collections::{HashMap, HashSet};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -81,14 +80,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     pub(super) fn reply_error(&self, e: &RequestError) {
-        self.ctx
-            .metrics
-            .inbound_errors
-            .get_or_create(&Code {
-                code: e.code.as_str(),
-            })
-            .inc();
-        self.outbox.push(protocol::encode_error(e));
+        durable::reply_error(&self.ctx, &self.outbox, e);
     }
 
     /// Checks limits, then joins what is valid and allowed.

@@ -261,6 +261,15 @@ impl Cluster {
         }
     }
 
+    /// Runs `cmd` on the node at `port`.
+    pub async fn query_on<T: redis::FromRedisValue>(
+        &self,
+        port: u16,
+        cmd: &redis::Cmd,
+    ) -> redis::RedisResult<T> {
+        self.conns.query(port, cmd).await
+    }
+
     /// Classic PUBLISH on the first running node that answers. The count is
     /// that node's local subscribers only (the bus carries it to the rest).
     pub async fn publish(&self, channel: &str, payload: impl ToRedisArgs) -> i64 {
