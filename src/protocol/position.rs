@@ -51,17 +51,12 @@ pub fn frame_positions(text: &str) -> Vec<(String, Position)> {
     if let Some(rest) = text.strip_prefix(r#"{"type":"message","channel":"#) {
         return message_position(rest).into_iter().collect();
     }
-    // An ack is written by serde_json, whose maps keep their keys sorted:
-    // `type` comes last, so it is looked for, then checked after parsing.
-    if !text.starts_with('{') || !text.contains(r#""type":"subscribed""#) {
+    if !text.starts_with(r#"{"type":"subscribed""#) {
         return Vec::new();
     }
     let Ok(Value::Object(mut ack)) = serde_json::from_str::<Value>(text) else {
         return Vec::new();
     };
-    if ack.get("type").and_then(Value::as_str) != Some("subscribed") {
-        return Vec::new();
-    }
     let Some(Value::Object(positions)) = ack.remove("positions") else {
         return Vec::new();
     };
