@@ -273,7 +273,7 @@
         if (check === undefined) return reject(makeError("invalid_data", "data is not JSON-serializable"));
 
         var frame = { type: "publish", channel: channel, data: value };
-        self._submit({ kind: "publish", frame: frame, resolve: resolve, reject: reject, id: null, timer: null }, reject);
+        self._submit({ kind: "publish", frame: frame, resolve: resolve, reject: reject, id: null, timer: null });
       });
     }
 
@@ -305,7 +305,7 @@
         }
         var frame = { type: "history", channel: channel };
         if (limit !== undefined) frame.limit = limit;
-        self._submit({ kind: "history", frame: frame, resolve: resolve, reject: reject, id: null, timer: null }, reject);
+        self._submit({ kind: "history", frame: frame, resolve: resolve, reject: reject, id: null, timer: null });
       });
     }
 
@@ -759,7 +759,8 @@
       var info = { code: msg.code, message: msg.message, channels: refused };
       if (msg.id != null) info.id = msg.id;
       this._emit("error", info);
-      // An SSE stream is refused at the handshake, never by an event.
+      // Over SSE only invalid_position comes as an event (the stream goes
+      // on); a since a stream cannot take refuses it at the handshake.
       if (conn.kind === "sse" || (msg.code === "invalid_position" && listed.length)) return;
       this._pending.delete(msg.id);
       req.channels.forEach(function (c) { conn.serverChannels.delete(c); });
@@ -879,10 +880,10 @@
     }
 
     /** Send a publish/history request now, or queue it until the socket opens. */
-    _submit(req, reject) {
+    _submit(req) {
       if (this._isWsOpen()) return this._sendRequest(req);
       if (this._queue.length >= this._opts.maxQueue) {
-        return reject(makeError("queue_full", "request queue is full (maxQueue=" + this._opts.maxQueue + ")"));
+        return req.reject(makeError("queue_full", "request queue is full (maxQueue=" + this._opts.maxQueue + ")"));
       }
       this._armRequestTimeout(req);
       this._queue.push(req);

@@ -230,3 +230,19 @@ test("sse: history rejects with unsupported_transport", async (t) => {
   const { rc } = setup(t, { transport: "sse" });
   await assert.rejects(rc.history("a"), { name: "RedcastError", code: "unsupported_transport" });
 });
+
+test("sse: a skipped offset reopens the stream from the last delivered position", async (t) => {
+  const { rc, ES, tick } = setup(t, { transport: "sse" });
+  const got = [];
+  rc.subscribe("a", (d) => got.push(d));
+  await flush();
+  ES.last.open();
+  ES.last.receive({ type: "subscribed", channels: ["a"], positions: { a: { offset: 1, epoch: E1 } } });
+  ES.last.receive({ type: "message", channel: "a", data: 2, offset: 2, epoch: E1 });
+  ES.last.receive({ type: "message", channel: "a", data: 5, offset: 5, epoch: E1 });
+  assert.deepEqual(got, [2]);
+  assert.ok(ES.instances[0].closed);
+  tick(250);
+  assert.equal(ES.instances.length, 2);
+  assert.equal(new URLSearchParams(new URL(ES.last.url).searchParams.get("last_event_id")).get("a"), `2:${E1}`);
+});
