@@ -54,6 +54,9 @@ cargo build --locked --release
 
 echo "== client end-to-end tests (headless Chromium, real redcast and Redis)"
 (cd client/e2e && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
+# The backend examples run in client/e2e/examples.test.mjs, against the real gateway.
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r examples/python/requirements.txt
+(cd examples/node && npm ci --no-audit --no-fund)
 REDCAST_BIN=target/release/redcast node --test client/e2e/
 
 echo "== packaging checks"

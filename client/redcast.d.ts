@@ -38,7 +38,13 @@ export type ServerErrorCode =
   /** A `refresh` token was refused; `refreshToken()` rejects with it. */
   | "invalid_token"
   /** Redis did not take a client `publish`; retry later. */
-  | "publish_failed";
+  | "publish_failed"
+  /** A `since` position was malformed, or ahead of the channel's position in the same epoch. The client forgets it, emits `"recovery"` with `recovered: false` and subscribes again without it. */
+  | "invalid_position"
+  /** `since` or `history` on a channel whose rule keeps no history. */
+  | "not_durable"
+  /** Redis could not be read in time for a `history` request; retry later. */
+  | "history_unavailable";
 
 /** Error codes produced by the client itself. */
 export type ClientErrorCode =
@@ -63,7 +69,7 @@ export type ClientErrorCode =
 
 export type RedcastErrorCode = ServerErrorCode | ClientErrorCode | (string & {});
 
-/** Error used to reject `publish()` promises. */
+/** Error used to reject `publish()`, `history()` and `refreshToken()` promises. */
 export interface RedcastError extends Error {
   name: "RedcastError";
   code: RedcastErrorCode;
@@ -83,17 +89,63 @@ export interface RedcastErrorEvent {
 
 /** Payload of the `"close"` event (server / network closes, not `close()`). */
 export interface RedcastCloseEvent {
-  /** WebSocket close code; 1006 for network/SSE errors; 4000 = client-side heartbeat timeout. */
+  /** WebSocket close code; 1006 for network/SSE errors; 4000 = client-side heartbeat timeout; 4010 = client-side resync after a durable channel skipped offsets. */
   code: number;
   reason: string;
   /** Whether the client will reconnect on its own. */
   willReconnect: boolean;
 }
 
+/**
+ * Position of a message in a durable channel. `offset` goes up by one per
+ * message; `epoch` changes whenever the channel's history was lost (offsets
+ * of different epochs are not comparable).
+ */
+export interface RedcastPosition {
+  offset: number;
+  epoch: string;
+}
+
 /** Payload of the `"message"` event (every message, any channel). */
 export interface RedcastMessageEvent<T = Json> {
   channel: string;
   data: T;
+  /** Set for messages on durable channels published with `FCALL redcast_publish`. */
+  offset?: number;
+  epoch?: string;
+}
+
+/**
+ * Payload of the `"recovery"` event: the outcome of resuming one durable
+ * channel after a reconnect (one event per channel that had a position).
+ * `recovered: true`: every missed message follows, in order, before live
+ * ones. `recovered: false`: what was missed is lost; reload the channel's
+ * state (e.g. with `history()` or your own API). Live messages follow.
+ */
+export interface RedcastRecoveryEvent {
+  channel: string;
+  recovered: boolean;
+  /**
+   * Why recovery failed: `"unrecoverable"` (the server answered
+   * `recovered: false`: history lost or expired, new epoch, or more missed
+   * than the history/replay limits), or the server's error code
+   * (`"invalid_position"`, `"not_durable"`, `"invalid_field"`).
+   */
+  reason?: "unrecoverable" | "invalid_position" | "not_durable" | "invalid_field";
+}
+
+/** One kept message returned by `history()`. */
+export interface RedcastHistoryMessage<T = Json> {
+  offset: number;
+  data: T;
+}
+
+/** What `history()` resolves to. */
+export interface RedcastHistory<T = Json> {
+  /** The latest messages kept, oldest first, at most `limit`. */
+  messages: RedcastHistoryMessage<T>[];
+  /** The channel's current position (the last message's, or offset 0 when nothing was published in this epoch). */
+  position: RedcastPosition | null;
 }
 
 export interface RedcastEventMap {
@@ -103,10 +155,12 @@ export interface RedcastEventMap {
   message: RedcastMessageEvent;
   /** Emitted once when `transport: "auto"` falls back to SSE. */
   transport: RedcastTransport;
+  /** Outcome of resuming a durable channel after a reconnect. */
+  recovery: RedcastRecoveryEvent;
 }
 
-/** Handler for one channel's messages. */
-export type MessageHandler<T = Json> = (data: T, channel: string) => void;
+/** Handler for one channel's messages; `position` is set on durable channels (not for plain `PUBLISH` messages). */
+export type MessageHandler<T = Json> = (data: T, channel: string, position?: RedcastPosition) => void;
 
 /** Returned by `subscribe()`. */
 export interface Subscription {
@@ -137,7 +191,7 @@ export type WebSocketConstructor = new (url: string, protocols?: string | string
 /** Minimal EventSource surface the client uses (for injection in tests). */
 export interface EventSourceLike {
   onopen: ((ev: any) => void) | null;
-  onmessage: ((ev: { data: string }) => void) | null;
+  onmessage: ((ev: { data: string; lastEventId?: string }) => void) | null;
   onerror: ((ev: any) => void) | null;
   close(): void;
 }
@@ -166,9 +220,9 @@ export interface RedcastOptions {
   heartbeatInterval?: number;
   /** ms after a heartbeat without any incoming frame before the socket is declared dead. Default 10000. */
   heartbeatTimeout?: number;
-  /** ms from `publish()` to its ack before rejecting with `timeout`. Default 10000; 0 disables. */
+  /** ms from `publish()` / `history()` to its answer before rejecting with `timeout`. Default 10000; 0 disables. */
   requestTimeout?: number;
-  /** Max publishes waiting for an open socket. Default 100. */
+  /** Max publishes and history requests waiting for an open socket. Default 100. */
   maxQueue?: number;
   /** Connect from the constructor. Default true. */
   autoConnect?: boolean;
@@ -210,7 +264,10 @@ export declare class Redcast {
   /**
    * Add a handler for `channel`. Only the first handler of a channel causes
    * a server subscribe (batched per microtask); subscriptions are state and
-   * are restored on every reconnect in one `subscribe` frame.
+   * are restored on every reconnect in one `subscribe` frame. On a durable
+   * channel that frame resumes from the last position (`since`), so no
+   * message is lost or repeated across the reconnect; see the `"recovery"`
+   * event for when that is impossible.
    */
   subscribe<T = Json>(channel: string, handler: MessageHandler<T>): Subscription;
 
@@ -222,6 +279,24 @@ export declare class Redcast {
    * Queued (up to `maxQueue`) while not connected; never resent after it was sent.
    */
   publish(channel: string, data?: unknown): Promise<void>;
+
+  /**
+   * Last known position of a durable channel: from the `subscribed` ack,
+   * then from each message delivered. `undefined` for a channel that is not
+   * durable or has no handler (the last handler's removal forgets it).
+   */
+  position(channel: string): RedcastPosition | undefined;
+
+  /**
+   * The latest messages kept for a durable channel, oldest first (at most
+   * `limit`, 1..`history.max_replay` on the server; server default 100).
+   * Needs the channel's subscribe permission, not a subscription. Sent
+   * again if the connection drops before the answer (it is a read).
+   * Rejects with a `RedcastError`: `not_durable`, `forbidden`,
+   * `history_unavailable`, `invalid_field` (bad `limit`), `timeout`,
+   * `queue_full`, `closed`, or `unsupported_transport` over SSE.
+   */
+  history<T = Json>(channel: string, options?: { limit?: number }): Promise<RedcastHistory<T>>;
 
   /**
    * Replace the token (or fetch one with `getToken` when omitted). Over an
@@ -253,8 +328,12 @@ export declare class Redcast {
   static closePolicy(code: number): "reconnect" | "refresh" | "throttle";
   /** Whether a token can be carried in Sec-WebSocket-Protocol (RFC 7230 token characters). */
   static isSubprotocolSafe(token: string): boolean;
+  /** Positions in the SSE event id form (`chat.1=42%3A18c2f-3a1&…`, form-urlencoded), as sent in `?last_event_id=`. */
+  static sseEventId(positions: Record<string, RedcastPosition>): string;
   /** "redcast.v1" */
   static readonly SUBPROTOCOL: string;
+  /** 4010: the close code the client uses when it reconnects to resume a durable channel that skipped offsets. */
+  static readonly GAP_CLOSE_CODE: number;
   static readonly DEFAULTS: Readonly<Required<Omit<RedcastOptions, "token" | "getToken" | "WebSocket" | "EventSource" | "random">>>;
 }
 

@@ -35,8 +35,18 @@
   // for the rest, all with the request's id.
   var PER_CHANNEL_CODES = { invalid_channel: true, forbidden: true };
 
+  // Errors that refuse (part of) a resuming subscribe because of its `since`:
+  // a position ahead of the channel, a channel no longer durable. The
+  // positions concerned are forgotten, the channels stay subscribed (or are
+  // subscribed again without them), and the app is told to refetch.
+  var SINCE_CODES = { invalid_position: true, not_durable: true, invalid_field: true };
+
   // Close code the client uses when it abandons a socket that stopped answering.
   var HEARTBEAT_CLOSE_CODE = 4000;
+  // Close code the client uses when a durable channel skipped offsets (redcast
+  // lost messages live, e.g. while its own Redis link was down): reconnecting
+  // resumes from the last delivered position and gets the missing ones.
+  var GAP_CLOSE_CODE = 4010;
 
   var WS_OPEN = 1;
 
@@ -115,6 +125,30 @@
     return err;
   }
 
+  /** `{offset, epoch}` if `p` is a well-formed position, otherwise null. */
+  function asPosition(p) {
+    if (!p || typeof p !== "object") return null;
+    if (!Number.isSafeInteger(p.offset) || p.offset < 0 || typeof p.epoch !== "string" || p.epoch === "") return null;
+    return { offset: p.offset, epoch: p.epoch };
+  }
+
+  /**
+   * The SSE event id form of positions (`chat.1=42:18c2f-3a1&chat.2=7:...`,
+   * application/x-www-form-urlencoded), as the server writes it in `id:` and
+   * reads it from Last-Event-ID or `?last_event_id=`.
+   */
+  function sseEventId(positions) {
+    var form = new URLSearchParams();
+    Object.keys(positions).forEach(function (c) {
+      form.append(c, positions[c].offset + ":" + positions[c].epoch);
+    });
+    return form.toString();
+  }
+
+  function isObject(x) {
+    return !!x && typeof x === "object" && !Array.isArray(x);
+  }
+
   function assertChannel(channel) {
     if (typeof channel !== "string" || channel === "") {
       throw new TypeError("redcast: channel must be a non-empty string");
@@ -158,6 +192,9 @@
       this._listeners = new Map(); // event -> Set<fn>
       this._queue = []; // publish requests waiting for an open socket
       this._pending = new Map(); // id -> request awaiting its ack on this connection
+      // channel -> {offset, epoch} of the last message delivered on a durable
+      // channel (or its position when subscribed): sent as `since` on resume.
+      this._positions = new Map();
       this._timers = {};
       this._conn = null;
       this._gen = 0; // invalidates async work (getToken) from older attempts
@@ -235,13 +272,40 @@
         try { check = JSON.stringify(value); } catch (e) { check = undefined; }
         if (check === undefined) return reject(makeError("invalid_data", "data is not JSON-serializable"));
 
-        var req = { kind: "publish", channel: channel, data: value, resolve: resolve, reject: reject, id: null, timer: null };
-        if (self._isWsOpen()) return self._sendPublish(req);
-        if (self._queue.length >= self._opts.maxQueue) {
-          return reject(makeError("queue_full", "publish queue is full (maxQueue=" + self._opts.maxQueue + ")"));
+        var frame = { type: "publish", channel: channel, data: value };
+        self._submit({ kind: "publish", frame: frame, resolve: resolve, reject: reject, id: null, timer: null });
+      });
+    }
+
+    /**
+     * Last known position of a durable channel (a copy), or undefined when
+     * the channel is not durable or not subscribed.
+     */
+    position(channel) {
+      var p = this._positions.get(channel);
+      return p ? { offset: p.offset, epoch: p.epoch } : undefined;
+    }
+
+    /**
+     * The latest messages kept for a durable channel, oldest first:
+     * resolves to {messages: [{offset, data}], position}. Read-only, so
+     * unlike a publish it is sent again if the connection drops first.
+     */
+    history(channel, options) {
+      assertChannel(channel);
+      var limit = options && options.limit;
+      var self = this;
+      return new Promise(function (resolve, reject) {
+        if (self._terminal) return reject(makeError("closed", "redcast client is closed"));
+        if (self._transport === "sse") {
+          return reject(makeError("unsupported_transport", "history is not available over SSE"));
         }
-        self._armRequestTimeout(req);
-        self._queue.push(req);
+        if (limit !== undefined && !(Number.isSafeInteger(limit) && limit > 0)) {
+          return reject(makeError("invalid_field", "limit must be a positive integer"));
+        }
+        var frame = { type: "history", channel: channel };
+        if (limit !== undefined) frame.limit = limit;
+        self._submit({ kind: "history", frame: frame, resolve: resolve, reject: reject, id: null, timer: null });
       });
     }
 
@@ -365,6 +429,12 @@
 
       var params = channels.map(function (c) { return ["channel", c]; });
       if (this._token) params.push(["token", this._token]); // EventSource cannot set headers
+      // A new EventSource sends no Last-Event-ID, so the positions to resume
+      // from go in the query, in the same form as the server's event ids.
+      // (Built from our own positions rather than the last `id:` seen, which
+      // may be ahead of what was delivered when a replay was cut short.)
+      conn.since = this._sinceFor(channels);
+      if (conn.since) params.push(["last_event_id", sseEventId(conn.since)]);
       try {
         if (!this._EventSource) throw new Error("no EventSource implementation available");
         conn.socket = new this._EventSource(withParams(this._endpoints.sse, params));
@@ -435,8 +505,8 @@
     _switchToSse() {
       this._transport = "sse";
       this._wsFailures = 0;
-      // Queued publishes can never be delivered over SSE.
-      this._rejectQueue("unsupported_transport", "publish is not available over SSE");
+      // Queued publishes and history requests can never be answered over SSE.
+      this._rejectQueue("unsupported_transport", "publish and history are not available over SSE");
       this._emit("transport", "sse");
       // Immediately: this is a different transport, not a retry of the failing one.
       this._startAttempt();
@@ -480,8 +550,11 @@
       this._pending = new Map();
       var why = rejectCode === "closed" ? "client closed before the server acknowledged"
         : "connection lost before the server acknowledged";
+      var retry = [];
       pending.forEach(function (req) {
-        if (req.kind === "publish") {
+        if (req.kind === "history" && rejectCode !== "closed") {
+          retry.push(req); // a read: safe to ask again on the next connection
+        } else if (req.kind === "publish" || req.kind === "history") {
           clearTimeout(req.timer);
           req.reject(makeError(rejectCode, why));
         } else if (req.kind === "refresh") {
@@ -490,6 +563,8 @@
           req.resolve();
         }
       });
+      // Ahead of requests queued since: they were asked for earlier.
+      this._queue = retry.concat(this._queue);
     }
 
     // -- heartbeat --------------------------------------------------------------
@@ -526,11 +601,19 @@
       try { msg = JSON.parse(raw); } catch (e) { return; }
       if (!msg || typeof msg !== "object") return;
       switch (msg.type) {
-        case "message": return this._deliver(msg.channel, msg.data);
+        case "message": return this._onMessage(conn, msg);
         case "subscribed":
+          this._onSubscribed(conn, msg);
+          this._markHealthy(conn);
+          return this._settle(msg.id);
         case "pong":
           this._markHealthy(conn);
           return this._settle(msg.id);
+        case "history":
+          return this._settle(msg.id, {
+            messages: Array.isArray(msg.messages) ? msg.messages : [],
+            position: asPosition(msg.position),
+          });
         case "unsubscribed":
         case "published":
         case "refreshed":
@@ -540,36 +623,103 @@
       }
     }
 
-    _deliver(channel, data) {
-      this._emit("message", { channel: channel, data: data });
+    _onMessage(conn, msg) {
+      var channel = msg.channel;
+      var pos = asPosition(msg);
+      var known = pos && this._positions.get(channel);
+      if (known) {
+        // The server promises no duplicate across a resume; dropping what
+        // is not past the last delivered offset makes sure of it here too.
+        if (known.epoch === pos.epoch && pos.offset <= known.offset) return;
+        // Offsets go up by one per message: anything else means messages
+        // were lost on the way. Drop this one and resume from `known`; the
+        // server replays what is missing, or says it cannot.
+        if (pos.offset !== (known.epoch === pos.epoch ? known.offset + 1 : 1)) {
+          return this._onClose(conn, GAP_CLOSE_CODE, "durable channel " + channel + " skipped to offset " +
+            pos.offset + " after " + known.offset + ": resuming");
+        }
+      }
+      if (pos && this._handlers.has(channel)) this._positions.set(channel, pos);
+      this._deliver(channel, msg.data, pos || undefined);
+    }
+
+    _deliver(channel, data, pos) {
+      var ev = { channel: channel, data: data };
+      if (pos) { ev.offset = pos.offset; ev.epoch = pos.epoch; }
+      this._emit("message", ev);
       var set = this._handlers.get(channel);
       if (!set) return;
       // Copy: a handler may unsubscribe (itself or others) while we iterate.
       Array.from(set).forEach(function (entry) {
-        try { entry.handler(data, channel); } catch (err) { reportError(err); }
+        try { entry.handler(data, channel, pos ? { offset: pos.offset, epoch: pos.epoch } : undefined); } catch (err) { reportError(err); }
       });
     }
 
-    _settle(id) {
+    /**
+     * Positions from a `subscribed` ack. A channel that was resumed keeps
+     * our position when recovered (the replay that follows moves it up to
+     * the top); otherwise it takes the ack's, and the app hears that what
+     * was missed is lost.
+     */
+    _onSubscribed(conn, msg) {
+      var req = msg.id != null ? this._pending.get(msg.id) : undefined;
+      var since = conn.kind === "sse" ? conn.since : req && req.since;
+      if (conn.kind === "sse") conn.since = null; // one answer per stream
+      var positions = isObject(msg.positions) ? msg.positions : {};
+      var recovered = isObject(msg.recovered) ? msg.recovered : {};
+      var channels = new Set(Array.isArray(msg.channels) ? msg.channels : []);
+      Object.keys(positions).forEach(function (c) { channels.add(c); });
+      Object.keys(recovered).forEach(function (c) { channels.add(c); });
+      var outcomes = [];
+      var self = this;
+      channels.forEach(function (c) {
+        if (!self._handlers.has(c)) return; // unsubscribed meanwhile
+        var top = asPosition(positions[c]);
+        if (since && since[c]) {
+          if (recovered[c] === true) return outcomes.push({ channel: c, recovered: true });
+          if (top) self._positions.set(c, top);
+          else self._positions.delete(c);
+          return outcomes.push({ channel: c, recovered: false, reason: "unrecoverable" });
+        }
+        var known = self._positions.get(c);
+        if (top && (!known || known.epoch !== top.epoch || known.offset < top.offset)) self._positions.set(c, top);
+      });
+      outcomes.forEach(function (o) { self._emit("recovery", o); });
+    }
+
+    /** A resume refused for `channels`: forget their positions, tell the app. */
+    _recoveryFailed(channels, reason) {
+      var self = this;
+      channels.forEach(function (c) {
+        self._positions.delete(c);
+        if (self._handlers.has(c)) self._emit("recovery", { channel: c, recovered: false, reason: reason });
+      });
+    }
+
+    _settle(id, value) {
       if (id == null) return;
       var req = this._pending.get(id);
       if (!req) return;
       this._pending.delete(id);
       if (req.resolve) {
         clearTimeout(req.timer);
-        req.resolve();
+        req.resolve(value);
       }
     }
 
     _onServerError(conn, msg) {
       var req = msg.id != null ? this._pending.get(msg.id) : undefined;
-      if (req && (req.kind === "publish" || req.kind === "refresh")) {
+      if (req && (req.kind === "publish" || req.kind === "refresh" || req.kind === "history")) {
         this._pending.delete(msg.id);
         clearTimeout(req.timer);
         // Reported through the promise only, to avoid double reporting.
         return req.reject(makeError(msg.code, msg.message));
       }
       var channels = Array.isArray(msg.channels) ? msg.channels : req && req.kind === "subscribe" ? req.channels : null;
+      var since = conn.kind === "sse" ? conn.since : req && req.since;
+      if (SINCE_CODES[msg.code] && since && Object.keys(since).length) {
+        return this._onSinceRejected(conn, msg, req);
+      }
       if (req) {
         // A subscribe can get an invalid_channel error, then a forbidden one,
         // then its ack: keep it pending while some of its channels are unanswered.
@@ -590,6 +740,33 @@
       this._emit("error", info);
     }
 
+    /**
+     * A `since` refused. `invalid_position` naming channels refuses those
+     * positions only (ahead of the channel, e.g. after Redis lost recent
+     * writes): the channels are still subscribed and the ack follows. Our
+     * positions are always well-formed, so a malformed-entry error (same
+     * code, whole frame) cannot come from us. `not_durable`/`invalid_field`
+     * (and `invalid_position` naming nothing) refuse the whole subscribe:
+     * it is sent again, without the positions named (all if none is).
+     */
+    _onSinceRejected(conn, msg, req) {
+      var since = conn.kind === "sse" ? conn.since : req.since;
+      var listed = (Array.isArray(msg.channels) ? msg.channels : []).filter(function (c) { return since[c]; });
+      var refused = listed.length ? listed : Object.keys(since);
+      // The ack that may still come treats them as fresh subscriptions.
+      refused.forEach(function (c) { delete since[c]; });
+      this._recoveryFailed(refused, msg.code);
+      var info = { code: msg.code, message: msg.message, channels: refused };
+      if (msg.id != null) info.id = msg.id;
+      this._emit("error", info);
+      // Over SSE only invalid_position comes as an event (the stream goes
+      // on); a since a stream cannot take refuses it at the handshake.
+      if (conn.kind === "sse" || (msg.code === "invalid_position" && listed.length)) return;
+      this._pending.delete(msg.id);
+      req.channels.forEach(function (c) { conn.serverChannels.delete(c); });
+      this._scheduleSync();
+    }
+
     _onSubscribeRejected(conn, code, channels) {
       var self = this;
       channels.forEach(function (c) { if (conn.serverChannels) conn.serverChannels.delete(c); });
@@ -599,7 +776,10 @@
       }
       // forbidden / invalid_channel / too_many_subscriptions: retrying would
       // fail the same way on every reconnect, so the handlers are dropped.
-      channels.forEach(function (c) { self._handlers.delete(c); });
+      channels.forEach(function (c) {
+        self._handlers.delete(c);
+        self._positions.delete(c);
+      });
       if (conn.kind === "sse") this._scheduleSync();
     }
 
@@ -617,6 +797,8 @@
       if (!set || !set.delete(entry)) return;
       if (set.size > 0) return; // other handlers still want this channel
       this._handlers.delete(channel);
+      // A later subscribe starts afresh; it does not resume from here.
+      this._positions.delete(channel);
       this._scheduleSync();
     }
 
@@ -643,8 +825,25 @@
       }
       if (diff.subscribe.length) {
         diff.subscribe.forEach(function (c) { conn.serverChannels.add(c); });
-        this._request({ type: "subscribe", channels: diff.subscribe });
+        var frame = { type: "subscribe", channels: diff.subscribe };
+        // Channels with a known position resume from it, in the same frame.
+        var since = this._sinceFor(diff.subscribe);
+        if (since) frame.since = since;
+        this._request(frame);
       }
+    }
+
+    /** `since` for those of `channels` with a known position, or null. */
+    _sinceFor(channels) {
+      var since = null;
+      var self = this;
+      channels.forEach(function (c) {
+        var p = self._positions.get(c);
+        if (!p) return;
+        since = since || {};
+        since[c] = { offset: p.offset, epoch: p.epoch };
+      });
+      return since;
     }
 
     // An EventSource's channel set is fixed, so changing it means a new stream.
@@ -657,7 +856,9 @@
 
     _request(frame) {
       frame.id = String(this._nextId++);
-      this._pending.set(frame.id, { kind: frame.type, channels: frame.channels, remaining: new Set(frame.channels) });
+      this._pending.set(frame.id, {
+        kind: frame.type, channels: frame.channels, remaining: new Set(frame.channels), since: frame.since || null,
+      });
       this._send(frame);
     }
 
@@ -678,11 +879,21 @@
       }
     }
 
-    _sendPublish(req) {
+    /** Send a publish/history request now, or queue it until the socket opens. */
+    _submit(req) {
+      if (this._isWsOpen()) return this._sendRequest(req);
+      if (this._queue.length >= this._opts.maxQueue) {
+        return req.reject(makeError("queue_full", "request queue is full (maxQueue=" + this._opts.maxQueue + ")"));
+      }
+      this._armRequestTimeout(req);
+      this._queue.push(req);
+    }
+
+    _sendRequest(req) {
       req.id = String(this._nextId++);
       this._pending.set(req.id, req);
       if (!req.timer) this._armRequestTimeout(req);
-      this._send({ type: "publish", channel: req.channel, data: req.data, id: req.id });
+      this._send(Object.assign({}, req.frame, { id: req.id }));
     }
 
     // The timeout runs from the publish() call, so callers get an answer within
@@ -703,7 +914,7 @@
       var queue = this._queue;
       this._queue = [];
       var self = this;
-      queue.forEach(function (req) { self._sendPublish(req); });
+      queue.forEach(function (req) { self._sendRequest(req); });
     }
 
     _rejectQueue(code, message) {
@@ -753,7 +964,9 @@
   Redcast.diffChannels = diffChannels;
   Redcast.closePolicy = closePolicy;
   Redcast.isSubprotocolSafe = isSubprotocolSafe;
+  Redcast.sseEventId = sseEventId;
   Redcast.SUBPROTOCOL = SUBPROTOCOL;
+  Redcast.GAP_CLOSE_CODE = GAP_CLOSE_CODE;
   Redcast.DEFAULTS = DEFAULTS;
 
   root.Redcast = Redcast;

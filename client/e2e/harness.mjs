@@ -32,9 +32,10 @@ export const CHROMIUM_ARGS = [
   "--disable-sync",
 ];
 
-/** The rules every test runs redcast with. */
+/** The rules every test runs redcast with; `durable.*` channels keep history. */
 export const RULES =
-  '[{pattern = "demo.*", subscribe = "anyone"}, {pattern = "secret.*", subscribe = "nobody"}]';
+  '[{pattern = "demo.*", subscribe = "anyone"}, {pattern = "secret.*", subscribe = "nobody"}, ' +
+  '{pattern = "durable.*", subscribe = "anyone", history_size = 1000, history_ttl = "10m"}]';
 
 /** Path of the redcast binary: $REDCAST_BIN, default target/release/redcast. */
 export function redcastBin() {
@@ -293,6 +294,62 @@ export function publish(port, channel, payload) {
 }
 
 /**
+ * `FCALL redcast_publish 1 <channel> <payload>`, as a backend publishes to a
+ * durable channel: resolves with `{offset, epoch}` (null on a channel
+ * without history). "Function not found" means redcast has not loaded its
+ * library into this Redis yet: that is waited for, within TIMEOUT.
+ */
+export async function durablePublish(port, channel, payload) {
+  const data = typeof payload === "string" ? payload : JSON.stringify(payload);
+  const deadline = Date.now() + TIMEOUT;
+  for (;;) {
+    try {
+      const reply = await redisCommand(port, "FCALL", "redcast_publish", 1, channel, data);
+      return reply === null ? null : { offset: reply[0], epoch: reply[1] };
+    } catch (err) {
+      if (!/Function not found/i.test(err.message) || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 50)); // poll interval of a bounded condition wait
+    }
+  }
+}
+
+/**
+ * A backend publishing `{n}` for n = 1..count to a durable channel, one
+ * FCALL after another, at most one every `everyMs` (a rate, so that the
+ * publishing spans a restart; nothing waits on it). `published` holds the
+ * positions so far; `done` resolves with all of them, or rejects on the
+ * first failed publish.
+ */
+export function startBackend(port, channel, { count, everyMs = 10 }) {
+  const published = [];
+  const done = (async () => {
+    for (let n = 1; n <= count; n++) {
+      const started = Date.now();
+      const pos = await durablePublish(port, channel, { n });
+      if (!pos) throw new Error(`${channel} is not durable: FCALL returned nil`);
+      published.push(pos);
+      const rest = everyMs - (Date.now() - started);
+      if (rest > 0) await new Promise((r) => setTimeout(r, rest));
+    }
+    return published;
+  })();
+  done.catch(() => {}); // observed by the test through `done`
+  return { published, done };
+}
+
+/**
+ * Waits until `cond()` is true, polling every 20 ms, for at most `ms`:
+ * for conditions outside the browser (the page has waitForFunction).
+ */
+export async function waitUntil(cond, what, ms = TIMEOUT) {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20)); // poll interval of a bounded condition wait
+  }
+}
+
+/**
  * Waits until redcast holds a Redis subscription on every channel, so a
  * message published next reaches it. redcast adds a connection to its hub
  * before it asks Redis, so when no other connection held the channel, the
@@ -344,6 +401,37 @@ export async function openBrowser() {
       rmSync(profile, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Runs a test `script` in a page of the gateway's own origin, so that its
+ * Origin check passes and `/redcast.js`, `/ws` and `/sse` are redcast's own.
+ * The document is a real answer of the gateway (its `/redcast.js`, shown
+ * as text): Chromium's Local Network Access checks block a page that
+ * Playwright made up itself from reaching 127.0.0.1. With `client`, the
+ * JS client is loaded first, from the gateway.
+ */
+export async function openGatewayPage(page, origin, { client = false, script }) {
+  await page.goto(`${origin}/redcast.js`);
+  if (client) await page.addScriptTag({ url: `${origin}/redcast.js` });
+  await page.addScriptTag({ content: script });
+}
+
+/**
+ * A script that subscribes to `channel` with the JS client (`window.rc`),
+ * recording each message with its position in `window.got`, and the
+ * `recovery` events and states it sees.
+ */
+export function clientScript(channel) {
+  return `
+  window.got = [];
+  window.recoveries = [];
+  window.states = [];
+  window.rc = new Redcast(location.origin, { backoff: { initial: 100, max: 1000 } });
+  rc.on("state", (s) => states.push(s));
+  rc.on("recovery", (r) => recoveries.push(r));
+  rc.subscribe(${JSON.stringify(channel)}, (data, channel, pos) => got.push({ data, offset: pos && pos.offset, epoch: pos && pos.epoch }));
+`;
 }
 
 /** The text of the page's header field `id` (state, transport, reconnects, ...). */

@@ -153,3 +153,96 @@ test("websocket mode never falls back", (t) => {
   assert.equal(ES.instances.length, 0);
   assert.equal(WS.instances.length, 5);
 });
+
+// ---- durable channels over SSE --------------------------------------------
+
+const E1 = "18c2f-3a1";
+const E2 = "18c30-001";
+
+test("sse: a new stream resumes through ?last_event_id= built from the tracked positions", async (t) => {
+  const { rc, ES, tick } = setup(t, { transport: "sse" });
+  const got = [];
+  rc.subscribe("chat.1", (d) => got.push(d));
+  rc.subscribe("plain", () => {});
+  await flush();
+  const first = ES.last;
+  assert.equal(new URL(first.url).searchParams.has("last_event_id"), false, "nothing to resume yet");
+  first.open();
+  first.receive({ type: "subscribed", channels: ["chat.1", "plain"], positions: { "chat.1": { offset: 41, epoch: E1 } } });
+  first.receive({ type: "message", channel: "chat.1", data: "x", offset: 42, epoch: E1 });
+  first.receive({ type: "message", channel: "chat.1", data: "dup", offset: 42, epoch: E1 });
+  assert.deepEqual(got, ["x"]);
+  first.fail();
+  tick(30_000);
+  const second = ES.last;
+  assert.notEqual(second, first);
+  const id = new URL(second.url).searchParams.get("last_event_id");
+  assert.equal(id, "chat.1=42%3A18c2f-3a1");
+  assert.equal(new URLSearchParams(id).get("chat.1"), `42:${E1}`);
+  assert.deepEqual(second.channels(), ["chat.1", "plain"]);
+});
+
+test("sse: the subscribed event's recovered map is reported per channel", async (t) => {
+  const { rc, ES, tick } = setup(t, { transport: "sse" });
+  const recoveries = [];
+  rc.on("recovery", (r) => recoveries.push(r));
+  const got = [];
+  rc.subscribe("a", (d) => got.push(d));
+  rc.subscribe("b", () => {});
+  await flush();
+  ES.last.open();
+  ES.last.receive({ type: "subscribed", channels: ["a", "b"], positions: { a: { offset: 1, epoch: E1 }, b: { offset: 5, epoch: E1 } } });
+  ES.last.fail();
+  tick(30_000);
+  ES.last.open();
+  ES.last.receive({
+    type: "subscribed", channels: ["a", "b"], recovered: { a: true, b: false },
+    positions: { a: { offset: 3, epoch: E1 }, b: { offset: 0, epoch: E2 } },
+  });
+  for (const n of [2, 3]) ES.last.receive({ type: "message", channel: "a", data: n, offset: n, epoch: E1 });
+  assert.deepEqual(got, [2, 3], "the replay is not mistaken for duplicates");
+  assert.deepEqual(recoveries, [{ channel: "a", recovered: true }, { channel: "b", recovered: false, reason: "unrecoverable" }]);
+  assert.deepEqual(rc.position("b"), { offset: 0, epoch: E2 });
+});
+
+test("sse: invalid_position forgets the positions but keeps the channels", async (t) => {
+  const { rc, ES, tick, errors } = setup(t, { transport: "sse" });
+  const recoveries = [];
+  rc.on("recovery", (r) => recoveries.push(r));
+  rc.subscribe("a", () => {});
+  await flush();
+  ES.last.open();
+  ES.last.receive({ type: "subscribed", channels: ["a"], positions: { a: { offset: 9, epoch: E1 } } });
+  ES.last.fail();
+  tick(30_000);
+  ES.last.open();
+  ES.last.receive({ type: "error", code: "invalid_position", message: "ahead", channels: ["a"] });
+  assert.deepEqual(recoveries, [{ channel: "a", recovered: false, reason: "invalid_position" }]);
+  assert.equal(errors[0].code, "invalid_position");
+  assert.deepEqual(rc.channels, ["a"]);
+  assert.equal(rc.position("a"), undefined);
+  ES.last.fail();
+  tick(30_000);
+  assert.equal(new URL(ES.last.url).searchParams.has("last_event_id"), false);
+});
+
+test("sse: history rejects with unsupported_transport", async (t) => {
+  const { rc } = setup(t, { transport: "sse" });
+  await assert.rejects(rc.history("a"), { name: "RedcastError", code: "unsupported_transport" });
+});
+
+test("sse: a skipped offset reopens the stream from the last delivered position", async (t) => {
+  const { rc, ES, tick } = setup(t, { transport: "sse" });
+  const got = [];
+  rc.subscribe("a", (d) => got.push(d));
+  await flush();
+  ES.last.open();
+  ES.last.receive({ type: "subscribed", channels: ["a"], positions: { a: { offset: 1, epoch: E1 } } });
+  ES.last.receive({ type: "message", channel: "a", data: 2, offset: 2, epoch: E1 });
+  ES.last.receive({ type: "message", channel: "a", data: 5, offset: 5, epoch: E1 });
+  assert.deepEqual(got, [2]);
+  assert.ok(ES.instances[0].closed);
+  tick(250);
+  assert.equal(ES.instances.length, 2);
+  assert.equal(new URLSearchParams(new URL(ES.last.url).searchParams.get("last_event_id")).get("a"), `2:${E1}`);
+});
