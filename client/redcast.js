@@ -43,9 +43,10 @@
 
   // Close code the client uses when it abandons a socket that stopped answering.
   var HEARTBEAT_CLOSE_CODE = 4000;
-  // Close code the client uses when a durable channel skipped offsets (redcast
-  // lost messages live, e.g. while its own Redis link was down): reconnecting
-  // resumes from the last delivered position and gets the missing ones.
+  // Close code the client uses when a durable channel skipped offsets: the
+  // gateway fills gaps in live delivery from the history itself, so one that
+  // reaches the client could not be filled there; reconnecting resumes from
+  // the last delivered position, and the server replays or says it cannot.
   var GAP_CLOSE_CODE = 4010;
 
   var WS_OPEN = 1;

@@ -287,11 +287,11 @@ async fn bad_positions_and_history_requests_get_clear_errors() {
     refused(
         &mut ws,
         sub(json!({"d.e": {"offset": "1", "epoch": epoch}})),
-        "invalid_position",
+        "invalid_field",
     )
     .await;
-    refused(&mut ws, sub(json!({"d.e": 5})), "invalid_position").await;
-    refused(&mut ws, sub(json!([])), "invalid_position").await;
+    refused(&mut ws, sub(json!({"d.e": 5})), "invalid_field").await;
+    refused(&mut ws, sub(json!([])), "invalid_field").await;
     refused(
         &mut ws,
         sub(json!({"d.other": {"offset": 1, "epoch": epoch}})),

@@ -91,7 +91,7 @@ pub enum ErrorCode {
     InvalidToken,
     /// Redis did not take a publish (unavailable or busy); retry later.
     PublishFailed,
-    /// A `since` position is malformed, or ahead of the channel.
+    /// A `since` position is ahead of the channel.
     InvalidPosition,
     /// `since` or `history` on a channel that keeps no history.
     NotDurable,

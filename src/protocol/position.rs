@@ -86,7 +86,7 @@ pub(super) fn parse_since(
     value: Option<Value>,
     id: &Option<String>,
 ) -> Result<Vec<(String, Position)>, RequestError> {
-    let invalid = |msg: String| RequestError::new(id.clone(), ErrorCode::InvalidPosition, msg);
+    let invalid = |msg: String| RequestError::new(id.clone(), ErrorCode::InvalidField, msg);
     let entries = match value {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Object(entries)) => entries,
@@ -144,7 +144,7 @@ mod tests {
             let e = parse_since(Some(bad.clone()), &Some("7".into())).unwrap_err();
             assert_eq!(
                 (e.code, e.id.as_deref()),
-                (ErrorCode::InvalidPosition, Some("7")),
+                (ErrorCode::InvalidField, Some("7")),
                 "{bad}"
             );
         }
