@@ -5,19 +5,22 @@
 //! dirty and wakes the broker, which reconciles Redis with the hub
 //! (SUBSCRIBE on a first subscriber, UNSUBSCRIBE after the last) and then
 //! calls [`Hub::confirm`]. For each Redis message the broker calls
-//! [`Hub::publish`], which encodes the frame once per format and pushes the
-//! shared bytes into each subscriber's [`Outbox`].
+//! [`Hub::publish`], which encodes the frame once per format and plans a
+//! job for each fan-out shard with subscribers on the channel; the shards
+//! push the shared bytes into their subscribers' [`Outbox`]es
+//! ([`crate::fanout`]).
 //!
 //! Limits: channels per session are capped by `client.max_subscriptions`
 //! and sessions by `server.max_connections`, so the map is bounded by
 //! their product; an entry is removed as soon as its last subscriber goes.
 
+use crate::fanout::{Job, Plan, Shards};
 use crate::metrics::Metrics;
-use crate::outbox::{Outbox, Outgoing, Push};
+use crate::outbox::{Outbox, Outgoing};
 use crate::protocol;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -54,16 +57,87 @@ impl PendingAck {
     }
 }
 
-struct Subscriber {
-    outbox: Arc<Outbox>,
-    format: Format,
+/// One shard's subscribers of a channel: the hub changes it under its
+/// own lock, the shard reads it while queueing a message.
+#[derive(Default)]
+pub struct Part(Mutex<HashMap<SessionId, (Arc<Outbox>, Format)>>);
+
+impl Part {
+    /// The subscribers (a poisoned lock still holds a consistent map).
+    pub fn lock(&self) -> MutexGuard<'_, HashMap<SessionId, (Arc<Outbox>, Format)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
-#[derive(Default)]
 struct Channel {
-    subscribers: HashMap<SessionId, Subscriber>,
+    /// Subscribers, one part per fan-out shard.
+    parts: Arc<[Part]>,
+    /// Subscribers per part, kept under the hub's lock so that a message
+    /// goes only to the shards that have some.
+    sizes: Vec<usize>,
+    /// Subscribers per format: which frames a message needs.
+    envelope: usize,
+    raw: usize,
     confirmed: bool,
     waiters: Vec<Arc<PendingAck>>,
+}
+
+impl Channel {
+    fn new(shards: usize) -> Self {
+        Self {
+            parts: (0..shards).map(|_| Part::default()).collect(),
+            sizes: vec![0; shards],
+            envelope: 0,
+            raw: 0,
+            confirmed: false,
+            waiters: Vec::new(),
+        }
+    }
+
+    fn count(&mut self, shard: usize, format: Format, added: bool) {
+        let step = |n: &mut usize| {
+            *n = if added { *n + 1 } else { n.saturating_sub(1) };
+        };
+        if let Some(size) = self.sizes.get_mut(shard) {
+            step(size);
+        }
+        match format {
+            Format::Envelope => step(&mut self.envelope),
+            Format::Raw => step(&mut self.raw),
+        }
+    }
+
+    fn insert(
+        &mut self,
+        shard: usize,
+        session: SessionId,
+        outbox: &Arc<Outbox>,
+        format: Format,
+    ) -> bool {
+        let Some(part) = self.parts.get(shard) else {
+            return false;
+        };
+        let old = part.lock().insert(session, (outbox.clone(), format));
+        if let Some((_, was)) = old {
+            self.count(shard, was, false);
+        }
+        self.count(shard, format, true);
+        old.is_none()
+    }
+
+    fn remove(&mut self, shard: usize, session: SessionId) -> bool {
+        let old = self
+            .parts
+            .get(shard)
+            .and_then(|p| p.lock().remove(&session));
+        let Some((_, format)) = old else { return false };
+        self.count(shard, format, false);
+        true
+    }
+
+    fn is_empty(&self) -> bool {
+        self.envelope + self.raw == 0
+    }
 }
 
 /// A session's request to join channels.
@@ -128,16 +202,18 @@ pub struct Hub {
     changes: Arc<Inbox>,
     unconfirmed: AtomicUsize,
     metrics: Arc<Metrics>,
+    shards: Shards,
 }
 
 impl Hub {
-    /// An empty hub.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    /// An empty hub whose messages go out through `shards`.
+    pub fn new(metrics: Arc<Metrics>, shards: Shards) -> Self {
         Self {
             channels: RwLock::default(),
             changes: Arc::default(),
             unconfirmed: AtomicUsize::new(0),
             metrics,
+            shards,
         }
     }
 
@@ -148,19 +224,16 @@ impl Hub {
         // One extra count, released below, so the ack cannot fire early.
         let remaining = AtomicUsize::new(1);
         let mut waiting_on = Vec::new();
+        let shard = self.shards.of(join.session);
         {
             let mut map = self.write();
             for name in &join.channels {
                 let entry = map.entry(name.clone()).or_insert_with(|| {
                     created.push(name.clone());
                     self.unconfirmed.fetch_add(1, Ordering::Relaxed);
-                    Channel::default()
+                    Channel::new(self.shards.count())
                 });
-                let sub = Subscriber {
-                    outbox: join.outbox.clone(),
-                    format: join.format,
-                };
-                added += entry.subscribers.insert(join.session, sub).is_none() as i64;
+                added += entry.insert(shard, join.session, join.outbox, join.format) as i64;
                 if !entry.confirmed {
                     remaining.fetch_add(1, Ordering::Relaxed);
                     waiting_on.push(name.clone());
@@ -197,14 +270,15 @@ impl Hub {
     pub fn unsubscribe(&self, session: SessionId, channels: &[String]) {
         let mut emptied = Vec::new();
         let mut removed = 0;
+        let shard = self.shards.of(session);
         {
             let mut map = self.write();
             for name in channels {
                 let Some(entry) = map.get_mut(name) else {
                     continue;
                 };
-                removed += entry.subscribers.remove(&session).is_some() as i64;
-                if entry.subscribers.is_empty() {
+                removed += entry.remove(shard, session) as i64;
+                if entry.is_empty() {
                     if let Some(entry) = map.remove(name) {
                         self.drop_channel(entry);
                     }
@@ -225,53 +299,36 @@ impl Hub {
         entry.waiters.iter().for_each(|w| w.complete_one());
     }
 
-    /// Fans one Redis message out to the channel's local subscribers: each
-    /// format is encoded once and shared. Direct-mode subscribers whose
-    /// queue this message started are added to `dirty`, for [`Hub::flush`]
-    /// after the batch. Returns how many deliveries were queued.
-    pub fn publish(
-        &self,
-        channel: &str,
-        payload: &[u8],
-        received: Instant,
-        dirty: &mut Vec<Arc<Outbox>>,
-    ) -> usize {
+    /// Plans one Redis message's fan-out: each format its subscribers
+    /// need is encoded once, and every shard with subscribers on the
+    /// channel gets a job in `plan` (see [`crate::fanout`]).
+    pub fn publish(&self, channel: &str, payload: &[u8], received: Instant, plan: &mut Plan) {
         let map = self.read();
         let Some(entry) = map.get(channel) else {
-            return 0;
+            return;
         };
-        let (mut envelope, mut raw): (Option<Outgoing>, Option<Outgoing>) = (None, None);
-        let (mut queued, mut slow, mut bytes) = (0u64, 0u64, 0u64);
-        for sub in entry.subscribers.values() {
-            let msg = match sub.format {
-                Format::Envelope => envelope.get_or_insert_with(|| {
-                    Outgoing::new(protocol::encode_message(channel, payload))
-                }),
-                Format::Raw => {
-                    raw.get_or_insert_with(|| Outgoing::new(protocol::encode_raw(payload)))
-                }
+        let envelope = (entry.envelope > 0)
+            .then(|| Arc::new(Outgoing::new(protocol::encode_message(channel, payload))));
+        let raw = (entry.raw > 0).then(|| Arc::new(Outgoing::new(protocol::encode_raw(payload))));
+        for (shard, _) in entry.sizes.iter().enumerate().filter(|(_, n)| **n > 0) {
+            let job = Job {
+                parts: entry.parts.clone(),
+                envelope: envelope.clone(),
+                raw: raw.clone(),
+                received,
             };
-            match sub.outbox.push_message(msg, received) {
-                (Push::Queued, first) => {
-                    queued += 1;
-                    bytes += msg.frame.len() as u64;
-                    if first {
-                        dirty.push(sub.outbox.clone());
-                    }
-                }
-                (Push::Overflow, _) => slow += 1,
-                (Push::Closed, _) => {}
-            }
+            plan.add(shard, job);
         }
-        self.metrics.frames_delivered.inc_by(queued);
-        self.metrics.bytes_out.inc_by(bytes);
-        self.metrics.slow_consumers.inc_by(slow);
-        queued as usize
     }
 
-    /// Writes the queues a batch of messages started (direct mode).
-    pub fn flush(&self, dirty: &mut Vec<Arc<Outbox>>) {
-        dirty.drain(..).for_each(|outbox| outbox.flush_now());
+    /// An empty plan for a burst of messages.
+    pub fn plan(&self) -> Plan {
+        self.shards.plan()
+    }
+
+    /// Hands a burst's plan to the shards, which write it out.
+    pub async fn dispatch(&self, plan: &mut Plan) {
+        self.shards.dispatch(plan).await
     }
 
     /// Marks channels as subscribed in Redis and releases their acks.

@@ -9,8 +9,9 @@
 //! new connection), the drain window and the TLS certificate (re-read
 //! from the same files). Read once at start (a change is logged, the
 //! running value kept, and a restart needed): listen addresses, every
-//! `[redis]` key (the topology included), TLS file paths and watch
-//! interval, `drain_timeout`, and `[log]`.
+//! `[redis]` key (the topology included), TLS file paths, watch interval
+//! and `tls.session_tickets`, `drain_timeout`, `server.worker_threads`,
+//! and `[log]`. A reload also rotates the TLS session ticket keys.
 
 use crate::auth::{KeyLoadError, Policy};
 use crate::config::Settings;
@@ -86,6 +87,7 @@ impl Reloader {
 fn keep_restart_only(running: &Settings, next: &mut Settings) {
     next.server.listen = running.server.listen;
     next.server.drain_timeout = running.server.drain_timeout;
+    next.server.worker_threads = running.server.worker_threads;
     next.admin = running.admin.clone();
     next.redis = running.redis.clone();
     next.tls = running.tls.clone();
@@ -105,6 +107,10 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
         (
             "server.drain_timeout",
             old.server.drain_timeout != new.server.drain_timeout,
+        ),
+        (
+            "server.worker_threads",
+            old.server.worker_threads != new.server.worker_threads,
         ),
         ("admin.listen", old.admin.listen != new.admin.listen),
         ("redis.url", o.url != n.url),

@@ -46,6 +46,8 @@ pub struct ServerSettings {
     /// Connections from `trusted_proxies` must start with a PROXY protocol
     /// header, whose source address then stands for the TCP peer.
     pub proxy_protocol: bool,
+    /// Worker threads of the runtime, and fan-out shards (one each).
+    pub worker_threads: usize,
 }
 
 /// `[admin]`, validated.
@@ -123,6 +125,7 @@ impl Settings {
             demo: raw.server.demo,
             direct_writes: raw.server.direct_writes,
             proxy_protocol: raw.server.proxy_protocol,
+            worker_threads: worker_threads(raw.server.worker_threads)?,
         };
         if server.proxy_protocol && server.trusted_proxies.is_empty() {
             return Err(err(
@@ -289,4 +292,13 @@ fn validate_rate(rate: f64) -> Result<f64, KeyError> {
         ));
     }
     Ok(rate)
+}
+
+/// `server.worker_threads`: at least 1; unset means the cores available
+/// to the process (its CPU affinity and cgroup quota included).
+fn worker_threads(value: Option<usize>) -> Result<usize, KeyError> {
+    match value {
+        Some(n) => at_least("server.worker_threads", n, 1),
+        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }
 }

@@ -50,14 +50,14 @@ pub enum Push {
 /// sessions) and, made on first use, its wire encoding (for direct ones).
 pub struct Outgoing {
     pub frame: Frame,
-    wire: std::cell::OnceCell<Bytes>,
+    wire: std::sync::OnceLock<Bytes>,
 }
 
 impl Outgoing {
     pub fn new(frame: Frame) -> Self {
         Self {
             frame,
-            wire: std::cell::OnceCell::new(),
+            wire: std::sync::OnceLock::new(),
         }
     }
 
