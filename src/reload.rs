@@ -75,6 +75,7 @@ impl Reloader {
         // Certificates last: nothing is swapped unless everything loaded.
         if let Some(certs) = &self.certs {
             certs.reload()?;
+            certs.rotate_tickets()?;
         }
         self.live.store(Arc::new(next));
         tracing::info!("configuration reloaded");
@@ -98,9 +99,14 @@ fn keep_restart_only(running: &Settings, next: &mut Settings) {
 fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
     let (o, n) = (&old.redis, &new.redis);
     let tls = |s: &Settings| {
-        s.tls
-            .as_ref()
-            .map(|t| (t.cert.clone(), t.key.clone(), t.watch_interval))
+        s.tls.as_ref().map(|t| {
+            (
+                t.cert.clone(),
+                t.key.clone(),
+                t.watch_interval,
+                t.session_tickets,
+            )
+        })
     };
     let changes = [
         ("server.listen", old.server.listen != new.server.listen),

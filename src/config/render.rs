@@ -158,6 +158,7 @@ impl Settings {
                     ("cert", s(tls.cert.display())),
                     ("key", s(tls.key.display())),
                     ("watch_interval", d(tls.watch_interval)),
+                    ("session_tickets", Value::Boolean(tls.session_tickets)),
                 ]),
             );
         }
