@@ -86,7 +86,7 @@ pub struct ServerSection {
     pub trusted_proxies: Vec<String>,
     /// Serve the live demo page at `/demo`.
     pub demo: bool,
-    /// Plain TCP: the delivery path writes frames straight to sockets.
+    /// The delivery path writes frames straight to sockets (TLS too).
     pub direct_writes: bool,
     /// Read a PROXY protocol (v1/v2) header from `trusted_proxies` peers.
     pub proxy_protocol: bool,

@@ -40,8 +40,8 @@ pub struct ServerSettings {
     pub drain_timeout: Duration,
     pub trusted_proxies: Vec<IpNet>,
     pub demo: bool,
-    /// Plain TCP only: the broker writes pre-encoded frames straight to
-    /// client sockets instead of waking each session's writer.
+    /// The fan-out shards write pre-encoded frames straight to client
+    /// sockets (plain or TLS) instead of waking each session's writer.
     pub direct_writes: bool,
     /// Connections from `trusted_proxies` must start with a PROXY protocol
     /// header, whose source address then stands for the TCP peer.

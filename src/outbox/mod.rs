@@ -1,16 +1,17 @@
-//! A session's bounded outbound queue, and on plain TCP its direct path
-//! to the socket.
+//! A session's bounded outbound queue, and its direct path to the socket.
 //!
-//! The hub pushes shared frames from the broker task. In *queued* mode
-//! (TLS, or any stream redcast cannot write to from another task) the
-//! session's writer drains everything queued at once and writes it with a
-//! single flush. In *direct* mode (plain TCP) the broker queues the
-//! pre-encoded WebSocket frames of every message it has at hand, then
-//! writes each touched client's queue straight to its socket with one
-//! vectored write ([`Outbox::flush_now`]): no task wake-up, no copy, one
-//! `write` per client per burst (per delivery when messages come one by
-//! one). Only what the socket does not take stays queued, for the session
-//! to flush when the socket is writable again.
+//! The session's fan-out shard ([`crate::fanout`]) pushes shared frames.
+//! In *direct* mode (`server.direct_writes`, the default; plain TCP and
+//! TLS alike) the shard queues the pre-encoded WebSocket frames of every
+//! message in a burst, then writes each touched client's queue straight
+//! to its socket with one vectored write ([`Outbox::flush_now`]; over TLS
+//! encrypted first, several frames per record: `tls`): no task wake-up,
+//! no copy, one `write` per client per burst (per delivery when messages
+//! come one by one). Only what the socket does not take stays queued, for
+//! the session to flush when the socket is writable again. In *queued*
+//! mode (`server.direct_writes = false`, and SSE streams) the session's
+//! writer drains everything queued at once and writes it with a single
+//! flush.
 //!
 //! The bound is in bytes (`client.queue_max_bytes`), counting a fixed
 //! overhead per frame so that even empty frames are bounded in number.
