@@ -82,6 +82,9 @@ CASES = [
     ("c-idle-19k-tls", "(c) idle over TLS (wss://): 19,000 connections"),
     ("e-connect-storm", "(e) connect storm: 19,000 clients, 100 channels"),
     ("reconnect-storm", "reconnect storm: 19,000 clients drop and reconnect"),
+    ("a-fanout-40-tls", "(a) over TLS (wss://): 5,000 clients, 10 channels, 40 msg/s"),
+    ("e-connect-storm-tls", "connect storm over TLS (wss://): 19,000 clients, 100 channels"),
+    ("reconnect-storm-tls", "reconnect storm over TLS (wss://): 19,000 clients"),
 ]
 TARGETS = ["redcast", "nchan"]
 R = {(c, t): load(f"{c}-{t}.json") for c, _ in CASES for t in TARGETS}
@@ -175,11 +178,14 @@ w("- **Files.** One process may open at most 20,000 files here (`ulimit -Hn`). "
   "raises its soft limit to the hard one (`rlimit`). redcast's "
   "`server.max_connections` is set to 19,900 and `client.max_connections_per_ip` "
   "to 0 (all clients come from 127.0.0.x).")
-w("- **TLS** (case c-idle-19k-tls, redcast only): run-all makes a self-signed "
+w("- **TLS** (the `-tls` cases): run-all makes a self-signed "
   "P-256 certificate for `localhost` (`openssl req -x509`), starts redcast with "
-  "`REDCAST_TLS__CERT`/`REDCAST_TLS__KEY`, and `redcast-bench --url "
-  "wss://localhost:PORT/ws --ca-file cert.pem` connects with rustls (ring), "
-  "trusting only that certificate.")
+  "`REDCAST_TLS__CERT`/`REDCAST_TLS__KEY`, and nginx with a second `listen ... "
+  "ssl` on the same locations (same certificate, `ssl_protocols TLSv1.3`, session "
+  "tickets on: nginx's default); `redcast-bench --url wss://localhost:PORT/... "
+  "--ca-file cert.pem` connects with rustls (ring), trusting only that "
+  "certificate, each client with a session store of its own (as each browser "
+  "has), and counts full and resumed handshakes.")
 w("- **Kernel memory.** Each report also holds `/proc/net/sockstat` (TCP `inuse`, "
   "`mem` pages) and `/proc/meminfo` (`SUnreclaim`) before the first connection "
   "and with everyone connected; machine-wide, and on loopback both ends of each "
@@ -354,9 +360,7 @@ for (case, t), r in R.items():
     if r.get("publish_errors"):
         notes.append(f"{case} / {t}: {r['publish_errors']} publish errors "
                      f"({r.get('publish_error')})")
-# The TLS case is redcast only (Nchan over TLS is not part of the comparison).
-missing = [f"{c}/{t}" for (c, t), r in R.items()
-           if r is None and (c, t) != ("c-idle-19k-tls", "nchan")]
+missing = [f"{c}/{t}" for (c, t), r in R.items() if r is None]
 if missing:
     notes.append("no report (run failed or skipped): " + ", ".join(missing))
 if notes:
@@ -419,6 +423,9 @@ if gains:
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # no __pycache__ in the work tree
 import render_cluster  # noqa: E402 - beside this file
+import render_cores_tls  # noqa: E402 - beside this file
+
+render_cores_tls.section(w, load, num, ms_or_us, get, lat, cpu_us)
 
 render_cluster.section(w, load, text, sorted(os.listdir(out_dir)), num, ms_or_us, get)
 

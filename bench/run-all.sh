@@ -125,7 +125,14 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
 
 SERVER_ARGS=()
 SERVER_PIDS="" # the server's processes, comma-separated (for perf -p)
-start_server() { # target name   (RC_TLS=1: redcast serves wss://)
+NCHAN_TLS_PORT=$(free_port)
+# start_server knobs (environment of run_case):
+#   RC_TLS=1       redcast serves wss:// (RC_TICKETS=0: tls.session_tickets off)
+#   NCHAN_TLS=1    nginx terminates TLS (listen ... ssl, same certificate)
+#   RC_CPUS=LIST   CPUs redcast may run on (default 0); RC_WORKERS=N sets
+#                  server.worker_threads (default: the CPUs it may run on)
+#   BENCH_CPUS=LIST CPUs of the load generator (default 1)
+start_server() { # target name
   local target=$1 name=$2
   SERVER_ARGS=()
   if [ "$target" = redcast ]; then
@@ -133,12 +140,14 @@ start_server() { # target name   (RC_TLS=1: redcast serves wss://)
     local redis_url=${RC_REDIS_URL:-redis://127.0.0.1:$REDIS_PORT}
     # RC_DIRECT=0: server.direct_writes off (the design-gain rows).
     if [ "${RC_DIRECT:-1}" = 0 ]; then tls_env+=(REDCAST_SERVER__DIRECT_WRITES=false); fi
+    if [ -n "${RC_WORKERS:-}" ]; then tls_env+=(REDCAST_SERVER__WORKER_THREADS="$RC_WORKERS"); fi
+    if [ "${RC_TICKETS:-1}" = 0 ]; then tls_env+=(REDCAST_TLS__SESSION_TICKETS=false); fi
     if [ "${RC_TLS:-0}" = 1 ]; then
       tls_env+=(REDCAST_TLS__CERT="$OUT/tls-cert.pem" REDCAST_TLS__KEY="$OUT/tls-key.pem")
       scheme=wss
       tls_args=(--ca-file "$OUT/tls-cert.pem")
     fi
-    env "${tls_env[@]}" taskset -c 0 "$REDCAST" --config "$OUT/redcast.toml" --listen "127.0.0.1:$RC_PORT" \
+    env "${tls_env[@]}" taskset -c "${RC_CPUS:-0}" "$REDCAST" --config "$OUT/redcast.toml" --listen "127.0.0.1:$RC_PORT" \
       --admin-listen "127.0.0.1:$ADMIN_PORT" --redis-url "$redis_url" \
       >"$OUT/$name-redcast.server.log" 2>&1 &
     REDCAST_PID=$!
@@ -154,7 +163,12 @@ start_server() { # target name   (RC_TLS=1: redcast serves wss://)
     SERVER_ARGS=(--server-pid "$REDCAST_PID" --url "$scheme://$host:$RC_PORT/ws"
       --redis-url "$redis_url" "${tls_args[@]}")
   else
-    NCHAN_DIR=$(NCHAN_WORKERS="${NCHAN_WORKERS:-1}" NCHAN_TASKSET=0 SKIP_INSTALL=1 \
+    local nchan_tls=()
+    if [ "${NCHAN_TLS:-0}" = 1 ]; then
+      nchan_tls=(NCHAN_TLS_PORT="$NCHAN_TLS_PORT" NCHAN_TLS_CERT="$OUT/tls-cert.pem"
+        NCHAN_TLS_KEY="$OUT/tls-key.pem")
+    fi
+    NCHAN_DIR=$(env "${nchan_tls[@]}" NCHAN_WORKERS="${NCHAN_WORKERS:-1}" NCHAN_TASKSET=0 SKIP_INSTALL=1 \
       REDIS_PORT=$REDIS_PORT NCHAN_PORT=$NCHAN_PORT bench/nchan/setup.sh 2>/dev/null)
     local master
     master=$(cat "$NCHAN_DIR/nginx.pid")
@@ -164,8 +178,13 @@ start_server() { # target name   (RC_TLS=1: redcast serves wss://)
       SERVER_ARGS+=(--server-pid "$w")
       SERVER_PIDS="$SERVER_PIDS,$w"
     done
-    SERVER_ARGS+=(--url "ws://127.0.0.1:$NCHAN_PORT/sub/{channels}"
-      --publish-url "http://127.0.0.1:$NCHAN_PORT/pub/{channel}")
+    if [ "${NCHAN_TLS:-0}" = 1 ]; then
+      SERVER_ARGS+=(--url "wss://localhost:$NCHAN_TLS_PORT/sub/{channels}"
+        --ca-file "$OUT/tls-cert.pem")
+    else
+      SERVER_ARGS+=(--url "ws://127.0.0.1:$NCHAN_PORT/sub/{channels}")
+    fi
+    SERVER_ARGS+=(--publish-url "http://127.0.0.1:$NCHAN_PORT/pub/{channel}")
   fi
 }
 
@@ -226,7 +245,7 @@ run_case() { # name target bench-args...   (CASE_GROUP: ONLY may name it)
   for try in 1 2 3; do
     wait_quiet "$name-$target"
     start_server "$target" "$name"
-    local cmd=(taskset -c 1 "$BENCH" --target "$target" --label "$name"
+    local cmd=(taskset -c "${BENCH_CPUS:-1}" "$BENCH" --target "$target" --label "$name"
       "${AUX_ARGS[@]}" --source-base "$SOURCE_BASE" --max-run 240
       --json "$OUT/$name-$target.json" "${SERVER_ARGS[@]}" "$@")
     SOURCE_BASE=$((SOURCE_BASE + 4))
@@ -272,8 +291,10 @@ both b-fanout-400 --scenario broadcast --clients 5000 --channels 10 --rate 400 -
 # reset), so these cases give nginx 2 workers, both still on core 0.
 run_case c-idle-19k redcast --scenario idle --clients 19000 --channels 0 --settle 3
 NCHAN_WORKERS=2 run_case c-idle-19k nchan --scenario idle --clients 19000 --channels 1 --settle 3
-# The same over TLS (wss://, redcast only): rustls state per connection.
+# The same over TLS (wss://), nginx terminating TLS in front of Nchan with
+# the same P-256 certificate (TLS 1.3): state per connection.
 RC_TLS=1 run_case c-idle-19k-tls redcast --scenario idle --clients 19000 --channels 0 --settle 3
+NCHAN_TLS=1 NCHAN_WORKERS=2 run_case c-idle-19k-tls nchan --scenario idle --clients 19000 --channels 1 --settle 3
 both d-latency --scenario broadcast --clients 200 --channels 20 --rate 500 --duration 10
 run_case e-connect-storm redcast --scenario connect-storm --clients 19000 --channels 100
 NCHAN_WORKERS=2 run_case e-connect-storm nchan --scenario connect-storm --clients 19000 --channels 100
@@ -282,6 +303,25 @@ both many-channels --scenario many-channels --clients 2000 --rate 2000 --duratio
 both mixed --scenario mixed --clients 2000 --channels 100 --subs-per-client 3 --rate 500 --duration 10
 run_case reconnect-storm redcast --scenario reconnect-storm --clients 19000 --channels 100
 NCHAN_WORKERS=2 run_case reconnect-storm nchan --scenario reconnect-storm --clients 19000 --channels 100
+
+# TLS (wss://) against nginx terminating TLS in front of Nchan: fan-out at
+# (a)'s rate (CPU per delivery), the connect storm (handshake CPU), and a
+# reconnect storm with and without redcast's session tickets (resumed
+# handshakes counted by the generator, each client with its own store).
+RC_TLS=1 run_case a-fanout-40-tls redcast --scenario broadcast --clients 5000 --channels 10 --rate 40 --duration 10
+NCHAN_TLS=1 run_case a-fanout-40-tls nchan --scenario broadcast --clients 5000 --channels 10 --rate 40 --duration 10
+RC_TLS=1 RC_DIRECT=0 run_case a-fanout-40-tls-queued redcast --scenario broadcast --clients 5000 --channels 10 --rate 40 --duration 10
+RC_TLS=1 run_case e-connect-storm-tls redcast --scenario connect-storm --clients 19000 --channels 100
+NCHAN_TLS=1 NCHAN_WORKERS=2 run_case e-connect-storm-tls nchan --scenario connect-storm --clients 19000 --channels 100
+RC_TLS=1 run_case reconnect-storm-tls redcast --scenario reconnect-storm --clients 19000 --channels 100
+RC_TLS=1 RC_TICKETS=0 run_case reconnect-storm-tls-notickets redcast --scenario reconnect-storm --clients 19000 --channels 100
+NCHAN_TLS=1 NCHAN_WORKERS=2 run_case reconnect-storm-tls nchan --scenario reconnect-storm --clients 19000 --channels 100
+
+# Fan-out on every core: redcast on both cores (the generator on both too),
+# server.worker_threads 2 (one fan-out shard per core) against 1, at a rate
+# that keeps it busy; the reports carry each redcast thread's CPU.
+RC_CPUS=0,1 BENCH_CPUS=0,1 RC_WORKERS=2 run_case multicore-w2 redcast --scenario broadcast --clients 5000 --channels 10 --rate 600 --duration 10
+RC_CPUS=0,1 BENCH_CPUS=0,1 RC_WORKERS=1 run_case multicore-w1 redcast --scenario broadcast --clients 5000 --channels 10 --rate 600 --duration 10
 
 # Design gain: the same cases with server.direct_writes off, i.e. every
 # delivery through the session's writer task, as before direct mode (and as

@@ -4,6 +4,7 @@
 
 use crate::admin::{Admin, Readiness};
 use crate::config::{RedisSettings, Settings};
+use crate::fanout::{self, Shards};
 use crate::history::keeper::Keeper;
 use crate::history::store::Store;
 use crate::hub::Hub;
@@ -70,6 +71,7 @@ impl Gateway {
         let ws_listener = bind(settings.server.listen, "server.listen")?;
         let admin_listener = bind(settings.admin.listen, "admin.listen")?;
         let redis = settings.redis.clone();
+        let shards = settings.server.worker_threads;
         let drain_timeout = settings.server.drain_timeout;
         let live = Arc::new(ArcSwap::from_pointee(Live::new(settings)?));
         let gateway = Gateway {
@@ -82,7 +84,7 @@ impl Gateway {
             sessions: TaskTracker::new(),
             background: TaskTracker::new(),
         };
-        let (session, admin) = gateway.spawn_core(redis, live)?;
+        let (session, admin) = gateway.spawn_core(redis, live, shards)?;
         gateway.background.spawn(admin.run(
             admin_listener,
             gateway.stop.clone(),
@@ -103,11 +105,20 @@ impl Gateway {
         &self,
         redis: RedisSettings,
         live: Arc<ArcSwap<Live>>,
+        shards: usize,
     ) -> anyhow::Result<(Arc<SessionContext>, Arc<Admin>)> {
         let metrics = Arc::new(Metrics::default());
         let mut registry = Registry::default();
         metrics.register(&mut registry);
-        let hub = Arc::new(Hub::new(metrics.clone()));
+        // One fan-out shard per worker thread; they run until the broker
+        // stops (after the sessions drained).
+        let (shards, queues) = Shards::new(shards, metrics.clone());
+        for queue in queues {
+            let stop = self.stop.clone();
+            self.background
+                .spawn(fanout::run_shard(queue, metrics.clone(), stop));
+        }
+        let hub = Arc::new(Hub::new(metrics.clone(), shards));
         let broker = crate::broker::start(
             &redis,
             hub.clone(),

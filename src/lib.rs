@@ -19,8 +19,10 @@
 //! - [`history`]: durable channels: the Redis Function library (generated
 //!   from the rules, kept in place on every master), positions, and reads
 //!   of missed and recent messages.
-//! - [`outbox`]: each session's bounded outbound queue; on plain TCP its
-//!   direct path, which writes frames to the socket from the broker task.
+//! - [`fanout`]: one shard per worker thread, each queueing and writing
+//!   the messages of its own sessions.
+//! - [`outbox`]: each session's bounded outbound queue, and its direct
+//!   path, which writes frames to the socket (plain or TLS) from the shard.
 //! - [`broker`]: the Redis side. Feeds (one pub/sub connection each: one
 //!   for standalone and Sentinel, one per master for sharded cluster
 //!   pub/sub) on redcast's own links, reconnects, resubscribes, delivery
@@ -32,11 +34,13 @@
 //! # The path of a message
 //! `Redis --(pub/sub connections: one per process, or one per master with
 //! sharded cluster pub/sub)--> broker feed (takes every message at hand)
-//! --> hub (position decoded and frame encoded once) --> each session's
-//! outbox (bounded) --> socket`: on plain TCP (`server.direct_writes`, the default) the feed
-//! then writes each touched outbox straight to its socket (one write per
-//! client per burst); with TLS the session's writer drains the outbox and
-//! flushes once.
+//! --> hub (position decoded, frame encoded once, a job per shard) -->
+//! fan-out shard (one per worker thread, sessions split by id) --> each
+//! of its sessions' outbox (bounded) --> socket`: with
+//! `server.direct_writes` (the default) the shard then writes each
+//! touched outbox straight to its socket, encrypting first over TLS (one
+//! write per client per burst); otherwise the session's writer drains the
+//! outbox and flushes once.
 //!
 //! # The path of a request
 //! `socket --> session --> protocol (parse, validate) --> hub
@@ -52,6 +56,7 @@ pub mod assets;
 pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod fanout;
 pub mod gateway;
 pub mod handshake;
 pub mod history;

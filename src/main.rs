@@ -97,6 +97,7 @@ fn run(common: &Common) -> anyhow::Result<()> {
         tracing::warn!("INSECURE: {warning}");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(settings.server.worker_threads)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

@@ -46,6 +46,7 @@ pub struct Metrics {
     pub frames_delivered: Counter,
     pub bytes_out: Counter,
     pub slow_consumers: Counter,
+    pub fanout_waits: Counter,
     pub inbound_messages: Counter,
     pub inbound_errors: Family<Code, Counter>,
     pub sse_binary_dropped: Counter,
@@ -169,6 +170,11 @@ impl Metrics {
             "slow_consumers",
             "Clients closed because their queue overflowed",
             self.slow_consumers.clone(),
+        );
+        r.register(
+            "fanout_waits",
+            "Bursts a feed waited to hand to a fan-out shard whose queue was full (back-pressure onto Redis)",
+            self.fanout_waits.clone(),
         );
         r.register(
             "inbound_messages",

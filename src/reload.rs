@@ -10,9 +10,10 @@
 //! from the same files), and `history.max_replay` (the Redis Function
 //! library follows the rules: reloaded into Redis at once). Read once at start (a change is logged, the
 //! running value kept, and a restart needed): listen addresses, every
-//! `[redis]` key (the topology included), TLS file paths and watch
-//! interval, `drain_timeout`, `history.max_reads` and
-//! `history.read_timeout`, and `[log]`.
+//! `[redis]` key (the topology included), TLS file paths, watch interval
+//! and `tls.session_tickets`, `drain_timeout`, `server.worker_threads`,
+//! `history.max_reads` and `history.read_timeout`, and `[log]`. A reload
+//! also rotates the TLS session ticket keys.
 
 use crate::auth::{KeyLoadError, Policy};
 use crate::config::Settings;
@@ -87,6 +88,7 @@ impl Reloader {
         // Certificates last: nothing is swapped unless everything loaded.
         if let Some(certs) = &self.certs {
             certs.reload()?;
+            certs.rotate_tickets()?;
         }
         self.live.store(Arc::new(next));
         self.reloaded.notify_one();
@@ -100,6 +102,7 @@ impl Reloader {
 fn keep_restart_only(running: &Settings, next: &mut Settings) {
     next.server.listen = running.server.listen;
     next.server.drain_timeout = running.server.drain_timeout;
+    next.server.worker_threads = running.server.worker_threads;
     next.admin = running.admin.clone();
     next.redis = running.redis.clone();
     next.tls = running.tls.clone();
@@ -112,15 +115,24 @@ fn keep_restart_only(running: &Settings, next: &mut Settings) {
 fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
     let (o, n) = (&old.redis, &new.redis);
     let tls = |s: &Settings| {
-        s.tls
-            .as_ref()
-            .map(|t| (t.cert.clone(), t.key.clone(), t.watch_interval))
+        s.tls.as_ref().map(|t| {
+            (
+                t.cert.clone(),
+                t.key.clone(),
+                t.watch_interval,
+                t.session_tickets,
+            )
+        })
     };
     let changes = [
         ("server.listen", old.server.listen != new.server.listen),
         (
             "server.drain_timeout",
             old.server.drain_timeout != new.server.drain_timeout,
+        ),
+        (
+            "server.worker_threads",
+            old.server.worker_threads != new.server.worker_threads,
         ),
         ("admin.listen", old.admin.listen != new.admin.listen),
         ("redis.url", o.url != n.url),

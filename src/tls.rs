@@ -8,11 +8,18 @@
 //! Kubernetes secret volumes and cert-manager) or by SIGHUP. A file that
 //! does not load (unreadable, not PEM, key not matching the certificate)
 //! is refused with a logged error and the old certificate stays.
+//!
+//! TLS 1.3 resumption (`tls.session_tickets`, on by default): stateless
+//! tickets, encrypted with keys only this process holds (rustls's ring
+//! `Ticketer`: ChaCha20-Poly1305, a new key every 6 hours, the previous
+//! one still accepted), so every client can resume, however many there
+//! are. A reload (SIGHUP) starts a new key too, keeping the last one for
+//! the tickets already out ([`Tickets`]).
 
 use crate::config::TlsSettings;
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
@@ -60,11 +67,69 @@ pub fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
         .map_err(|e| TlsError::Mismatch(e.to_string()))
 }
 
+/// Tickets sent after each full handshake: one is enough for the next
+/// reconnect, and a resumed handshake brings a fresh one.
+const TICKETS_PER_HANDSHAKE: usize = 1;
+
+/// A ticket key set, and the one it replaced.
+type KeyPair = (Arc<dyn ProducesTickets>, Option<Arc<dyn ProducesTickets>>);
+
+/// Session ticket keys that a reload rotates: new tickets use the newest
+/// key; tickets from before the last rotation still open.
+#[derive(Debug)]
+pub struct Tickets {
+    /// The current key set and the one it replaced.
+    keys: ArcSwap<KeyPair>,
+}
+
+impl Tickets {
+    fn new() -> Result<Arc<Self>, TlsError> {
+        Ok(Arc::new(Tickets {
+            keys: ArcSwap::from_pointee((ticketer()?, None)),
+        }))
+    }
+
+    /// Starts a new key; the current one stays for tickets already out.
+    pub fn rotate(&self) -> Result<(), TlsError> {
+        let fresh = ticketer()?;
+        let current = self.keys.load().0.clone();
+        self.keys.store(Arc::new((fresh, Some(current))));
+        Ok(())
+    }
+}
+
+fn ticketer() -> Result<Arc<dyn ProducesTickets>, TlsError> {
+    rustls::crypto::ring::Ticketer::new().map_err(|e| TlsError::Config(e.to_string()))
+}
+
+impl ProducesTickets for Tickets {
+    fn enabled(&self) -> bool {
+        true
+    }
+
+    fn lifetime(&self) -> u32 {
+        self.keys.load().0.lifetime()
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        self.keys.load().0.encrypt(plain)
+    }
+
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        let keys = self.keys.load();
+        keys.0
+            .decrypt(cipher)
+            .or_else(|| keys.1.as_ref()?.decrypt(cipher))
+    }
+}
+
 /// The certificate in use; swapped whole on reload.
 #[derive(Debug)]
 pub struct CertStore {
     current: ArcSwap<CertifiedKey>,
     settings: TlsSettings,
+    /// `tls.session_tickets`: the ticket keys.
+    tickets: Option<Arc<Tickets>>,
 }
 
 impl ResolvesServerCert for CertStore {
@@ -77,10 +142,17 @@ impl CertStore {
     /// Loads the configured files; fails when they are not usable.
     pub fn new(settings: TlsSettings) -> Result<Arc<CertStore>, TlsError> {
         let key = load(&settings.cert, &settings.key)?;
+        let tickets = settings.session_tickets.then(Tickets::new).transpose()?;
         Ok(Arc::new(CertStore {
             current: ArcSwap::from_pointee(key),
             settings,
+            tickets,
         }))
+    }
+
+    /// Starts new session ticket keys (on reload), if tickets are on.
+    pub fn rotate_tickets(&self) -> Result<(), TlsError> {
+        self.tickets.as_ref().map_or(Ok(()), |t| t.rotate())
     }
 
     /// Re-reads the files; on error the old certificate stays in use.
@@ -98,6 +170,10 @@ impl CertStore {
             .with_no_client_auth()
             .with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        if let Some(tickets) = &self.tickets {
+            config.ticketer = tickets.clone();
+            config.send_tls13_tickets = TICKETS_PER_HANDSHAKE;
+        }
         Ok(Arc::new(config))
     }
 

@@ -86,6 +86,27 @@ fn errors_name_the_file_the_key_and_why() {
 }
 
 #[test]
+fn worker_threads_defaults_to_the_cores_and_refuses_zero() {
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let (ok, out, err) = check("", &[]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("worker_threads = {cores}")), "{out}");
+    let (ok, out, err) = check("[server]\nworker_threads = 3\n", &[]);
+    assert!(ok && out.contains("worker_threads = 3"), "{err}");
+    for (text, env) in [
+        ("[server]\nworker_threads = 0\n", None),
+        ("[server]\nworker_threads = -2\n", None),
+        ("[server]\nworker_threads = \"all\"\n", None),
+        ("", Some(("REDCAST_SERVER__WORKER_THREADS", "0"))),
+    ] {
+        let env: Vec<_> = env.into_iter().collect();
+        let (ok, _, err) = check(text, &env);
+        assert!(!ok, "{text} {env:?} must be refused");
+        assert!(err.contains("server.worker_threads"), "{err}");
+    }
+}
+
+#[test]
 fn environment_overrides_file_and_flags_override_environment() {
     let env = [
         ("REDCAST_CLIENT__MAX_SUBSCRIPTIONS", "7"),

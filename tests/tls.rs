@@ -5,84 +5,11 @@
 
 mod common;
 
+use common::tls::*;
 use common::*;
-use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::json;
-use std::path::Path;
-use std::sync::Arc;
 use tokio::io::AsyncReadExt;
-use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::WebSocketStream;
-
-struct Cert {
-    pem: String,
-    key_pem: String,
-    der: CertificateDer<'static>,
-}
-
-fn new_cert() -> Cert {
-    let c = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    Cert {
-        pem: c.cert.pem(),
-        key_pem: c.signing_key.serialize_pem(),
-        der: c.cert.der().clone(),
-    }
-}
-
-fn write(dir: &Path, cert: &Cert) {
-    // Write to temp names and rename, as cert-manager and certbot do.
-    std::fs::write(dir.join("cert.tmp"), &cert.pem).unwrap();
-    std::fs::write(dir.join("key.tmp"), &cert.key_pem).unwrap();
-    std::fs::rename(dir.join("key.tmp"), dir.join("key.pem")).unwrap();
-    std::fs::rename(dir.join("cert.tmp"), dir.join("cert.pem")).unwrap();
-}
-
-async fn tls_gateway(redis: &Redis, dir: &Path) -> redcast::Gateway {
-    let cert = dir.join("cert.pem").display().to_string();
-    let key = dir.join("key.pem").display().to_string();
-    gateway(
-        redis,
-        &[
-            ("REDCAST_TLS__CERT", &cert),
-            ("REDCAST_TLS__KEY", &key),
-            ("REDCAST_TLS__WATCH_INTERVAL", "50ms"),
-            ("REDCAST_SERVER__HANDSHAKE_TIMEOUT", "500ms"),
-        ],
-    )
-    .await
-}
-
-type Wss = WebSocketStream<TlsStream<tokio::net::TcpStream>>;
-
-/// Connects over TLS trusting `roots`; returns the socket and the served cert.
-async fn wss(gw: &redcast::Gateway, roots: &[&Cert], path: &str) -> (Wss, CertificateDer<'static>) {
-    let mut store = rustls::RootCertStore::empty();
-    for r in roots {
-        store.add(r.der.clone()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(store)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(gw.ws_addr).await.unwrap();
-    let name = ServerName::try_from("localhost").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .expect("tls handshake");
-    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
-    let served = tls.get_ref().1.peer_certificates().unwrap()[0]
-        .clone()
-        .into_owned();
-    let url = format!("wss://localhost:{}{}", gw.ws_addr.port(), path);
-    let (ws, _) = tokio_tungstenite::client_async(url, tls)
-        .await
-        .expect("websocket over tls");
-    (ws, served)
-}
 
 async fn ping<S>(ws: &mut WebSocketStream<S>)
 where
@@ -147,19 +74,7 @@ async fn corrupt_certificate_is_refused_and_old_one_kept() {
         "-----BEGIN CERTIFICATE-----\ngarbage\n",
     )
     .unwrap();
-    let settings = settings(
-        &redis.url(),
-        &[
-            (
-                "REDCAST_TLS__CERT",
-                &dir.path().join("cert.pem").display().to_string(),
-            ),
-            (
-                "REDCAST_TLS__KEY",
-                &dir.path().join("key.pem").display().to_string(),
-            ),
-        ],
-    );
+    let settings = tls_settings(&redis, dir.path());
     let err = gw
         .reloader()
         .apply(settings)

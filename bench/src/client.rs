@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpSocket;
 use tokio::sync::{watch, Semaphore};
+use tokio_rustls::rustls::HandshakeKind;
+use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
@@ -71,6 +73,10 @@ pub struct Shared {
     pub last_delivery: AtomicU64,
     /// A few distinct error messages, for the report.
     pub errors: Mutex<Vec<String>>,
+    /// wss://: full TLS handshakes, all generations.
+    pub tls_full: AtomicU64,
+    /// wss://: resumed TLS handshakes (session tickets), all generations.
+    pub tls_resumed: AtomicU64,
 }
 
 impl Shared {
@@ -92,6 +98,8 @@ impl Shared {
             latency: Mutex::new(Histogram::new_with_bounds(1, 60_000_000_000, 3)?),
             last_delivery: AtomicU64::new(0),
             errors: Mutex::new(Vec::new()),
+            tls_full: AtomicU64::new(0),
+            tls_resumed: AtomicU64::new(0),
         })
     }
 
@@ -176,7 +184,12 @@ impl Connector {
         ))
     }
 
-    async fn connect_once(&self, url: &str) -> anyhow::Result<WebSocketStream<Io>> {
+    async fn connect_once(
+        &self,
+        url: &str,
+        tls: Option<&TlsConnector>,
+        shared: &Shared,
+    ) -> anyhow::Result<WebSocketStream<Io>> {
         let _permit = self.gate.acquire().await?;
         let n = self.attempts.fetch_add(1, Ordering::Relaxed);
         let socket = TcpSocket::new_v4()?;
@@ -188,17 +201,24 @@ impl Connector {
             .await
             .map_err(|_| anyhow::anyhow!("TCP connect timed out"))??;
         stream.set_nodelay(true)?;
-        let stream = match &self.tls {
-            None => Io::Plain(stream),
-            Some(tls) => {
+        let stream = match (&self.tls, tls) {
+            (Some(settings), Some(connector)) => {
                 let s = tokio::time::timeout(
                     Duration::from_secs(10),
-                    tls.connector.connect(tls.server_name.clone(), stream),
+                    connector.connect(settings.server_name.clone(), stream),
                 )
                 .await
                 .map_err(|_| anyhow::anyhow!("TLS handshake timed out"))??;
+                let resumed = s.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed);
+                let count = if resumed {
+                    &shared.tls_resumed
+                } else {
+                    &shared.tls_full
+                };
+                count.fetch_add(1, Ordering::Relaxed);
                 Io::Tls(Box::new(s))
             }
+            _ => Io::Plain(stream),
         };
         let (ws, _response) = tokio::time::timeout(
             Duration::from_secs(10),
@@ -272,6 +292,8 @@ pub async fn run(
     mut ctl: watch::Receiver<Ctl>,
 ) {
     let url = conn.url_for(&channels);
+    // wss://: this client's own ticket store, kept across reconnects.
+    let tls = conn.tls.as_ref().map(Tls::for_client);
     let mut seen: Vec<SeqSet> = channels.iter().map(|_| SeqSet::default()).collect();
     let expects_ack = conn.target == Target::Redcast && !conn.raw && !channels.is_empty();
     let mut generation = ctl.borrow().generation;
@@ -282,7 +304,7 @@ pub async fn run(
         }
         let mut ws = None;
         for attempt in 0..=conn.retries {
-            match conn.connect_once(&url).await {
+            match conn.connect_once(&url, tls.as_ref(), &shared).await {
                 Ok(w) => {
                     ws = Some(w);
                     break;

@@ -463,6 +463,14 @@ async fn run(cli: &Cli, nofile: (u64, u64), pub_rt: Handle) -> anyhow::Result<()
         connect_start.elapsed().as_secs_f64(),
     ));
     report.connect = first.clone().into_storm(n);
+    if conn.tls.is_some() {
+        let (full, resumed) = tls_handshakes(&shared);
+        report.tls = Some(report::TlsHandshakes {
+            full,
+            resumed,
+            ..Default::default()
+        });
+    }
     report.kernel = Some(KernelDelta::new(kernel_before, kernel_connected, connected));
 
     let measure = matches!(
@@ -472,6 +480,7 @@ async fn run(cli: &Cli, nofile: (u64, u64), pub_rt: Handle) -> anyhow::Result<()
     if measure {
         set_phase("publish");
         let cpu0 = cpu_snapshot(&server_pids, &aux_pids)?;
+        let threads0 = procfs::threads(&server_pids);
         let aux0 = procfs::each_cpu(&cli.aux_pid);
         let pub_start = Instant::now();
         let pub_start_unix = payload::unix_nanos();
@@ -510,6 +519,7 @@ async fn run(cli: &Cli, nofile: (u64, u64), pub_rt: Handle) -> anyhow::Result<()
         }
         let window = pub_start.elapsed().as_secs_f64();
         let cpu1 = cpu_snapshot(&server_pids, &aux_pids)?;
+        report.threads = procfs::threads_between(&threads0, &procfs::threads(&server_pids));
         let aux1 = procfs::each_cpu(&cli.aux_pid);
         report.aux_cpu = procfs::ProcessCpu::between(&cli.aux_pid, &aux0, &aux1, window);
         let delivered = shared.delivered.load(Ordering::Relaxed);
@@ -550,9 +560,18 @@ async fn run(cli: &Cli, nofile: (u64, u64), pub_rt: Handle) -> anyhow::Result<()
         shared.acked.store(0, Ordering::Relaxed);
         shared.verified.store(0, Ordering::Relaxed);
         let cpu0 = cpu_snapshot(&server_pids, &aux_pids)?;
+        let threads0 = procfs::threads(&server_pids);
+        let handshakes0 = tls_handshakes(&shared);
         ctl_tx.send_modify(|c| c.generation += 1);
         let again = ready().await;
         let cpu1 = cpu_snapshot(&server_pids, &aux_pids)?;
+        report.threads = procfs::threads_between(&threads0, &procfs::threads(&server_pids));
+        let handshakes1 = tls_handshakes(&shared);
+        report.tls = report.tls.take().map(|t| report::TlsHandshakes {
+            reconnect_full: handshakes1.0 - handshakes0.0,
+            reconnect_resumed: handshakes1.1 - handshakes0.1,
+            ..t
+        });
         let window = again
             .verified
             .or(again.connected)
@@ -661,6 +680,14 @@ async fn wait_for_ready(
     }
     wave.failed = failed();
     wave
+}
+
+/// Full and resumed TLS handshakes so far.
+fn tls_handshakes(shared: &Shared) -> (u64, u64) {
+    (
+        shared.tls_full.load(Ordering::Relaxed),
+        shared.tls_resumed.load(Ordering::Relaxed),
+    )
 }
 
 fn cpu_snapshot(server: &[u32], aux: &[u32]) -> anyhow::Result<[Option<f64>; 4]> {

@@ -20,7 +20,12 @@ fn clock_ticks() -> f64 {
 
 /// utime + stime of one process, in seconds.
 pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let path = format!("/proc/{pid}/stat");
+    stat_cpu(std::path::Path::new(&format!("/proc/{pid}/stat")))
+}
+
+/// utime + stime from a process's or a thread's stat file, in seconds.
+fn stat_cpu(path: &std::path::Path) -> anyhow::Result<f64> {
+    let path = path.display().to_string();
     let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     // The command name (field 2) is in parentheses and may hold spaces:
     // count fields from the last ')'.
@@ -32,6 +37,59 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let utime: f64 = fields.get(11).context("utime")?.parse()?;
     let stime: f64 = fields.get(12).context("stime")?.parse()?;
     Ok((utime + stime) / clock_ticks())
+}
+
+/// One thread's name and CPU seconds (utime + stime).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ThreadCpu {
+    pub pid: u32,
+    pub tid: u32,
+    pub name: String,
+    pub seconds: f64,
+}
+
+/// Every thread of the processes, from /proc/PID/task/*/stat.
+pub fn threads(pids: &[u32]) -> Vec<ThreadCpu> {
+    let mut out = Vec::new();
+    for &pid in pids {
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for entry in dir.flatten() {
+            let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse().ok()) else {
+                continue;
+            };
+            let stat = entry.path().join("stat");
+            let Ok(seconds) = stat_cpu(&stat) else {
+                continue;
+            };
+            let name = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            out.push(ThreadCpu {
+                pid,
+                tid,
+                name: name.trim().to_string(),
+                seconds,
+            });
+        }
+    }
+    out
+}
+
+/// Each thread's CPU between two [`threads`] readings, busiest first;
+/// threads that started in between count from zero.
+pub fn threads_between(a: &[ThreadCpu], b: &[ThreadCpu]) -> Vec<ThreadCpu> {
+    let mut out: Vec<ThreadCpu> = b
+        .iter()
+        .map(|t| {
+            let before = a.iter().find(|x| x.tid == t.tid).map_or(0.0, |x| x.seconds);
+            ThreadCpu {
+                seconds: (t.seconds - before).max(0.0),
+                ..t.clone()
+            }
+        })
+        .collect();
+    out.sort_by(|x, y| y.seconds.total_cmp(&x.seconds));
+    out
 }
 
 /// Resident set size of one process, in KiB.
@@ -230,6 +288,17 @@ mod tests {
         assert!(rss_kib(pid).unwrap() > 0);
         assert_eq!(total_rss(&[]).unwrap(), None);
         assert!(kernel_mem().slab_kib > 0);
+    }
+
+    #[test]
+    fn threads_of_own_process() {
+        let me = [std::process::id()];
+        let a = threads(&me);
+        assert!(a.iter().any(|t| t.tid == me[0]));
+        let spin = std::thread::spawn(|| (0..5_000_000u64).map(std::hint::black_box).sum::<u64>());
+        let _ = spin.join();
+        let d = threads_between(&a, &threads(&me));
+        assert!(d.windows(2).all(|w| w[0].seconds >= w[1].seconds));
     }
 
     #[test]

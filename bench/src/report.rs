@@ -1,7 +1,7 @@
 //! The report: JSON (serde) and a readable table.
 
 use crate::cluster::PublishSetup;
-use crate::procfs::{KernelMem, ProcessCpu};
+use crate::procfs::{KernelMem, ProcessCpu, ThreadCpu};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::fmt::Write;
@@ -45,12 +45,26 @@ pub struct Report {
     pub cpu: Option<Cpu>,
     /// Each --aux-pid process over the same window as `cpu`.
     pub aux_cpu: Vec<ProcessCpu>,
+    /// Each server thread's CPU over the same window as `cpu`, busiest
+    /// first (/proc/PID/task/*/stat).
+    pub threads: Vec<ThreadCpu>,
+    /// wss://: how the TLS handshakes went.
+    pub tls: Option<TlsHandshakes>,
     pub memory: Option<Memory>,
     /// Machine-wide kernel memory before the first connection and with
     /// everyone connected (both ends of each loopback connection).
     pub kernel: Option<KernelDelta>,
     pub errors: Vec<String>,
     pub notes: Vec<String>,
+}
+
+/// Full and resumed TLS handshakes: the first wave, and the reconnect.
+#[derive(Serialize, Default, Clone)]
+pub struct TlsHandshakes {
+    pub full: u64,
+    pub resumed: u64,
+    pub reconnect_full: u64,
+    pub reconnect_resumed: u64,
 }
 
 #[derive(Serialize, Default, Clone)]
@@ -344,6 +358,12 @@ impl Report {
                 let v = format!("{:.2} ({:.1} %)", a.seconds, a.util_pct);
                 row(&format!("aux CPU s (util %): {name}"), v);
             }
+            let total: f64 = self.threads.iter().map(|t| t.seconds).sum();
+            for t in self.threads.iter().take(6).filter(|t| t.seconds > 0.0) {
+                let share = 100.0 * t.seconds / total.max(1e-9);
+                let v = format!("{:.2} ({share:.1} % of the server's)", t.seconds);
+                row(&format!("server thread {} ({})", t.tid, t.name), v);
+            }
             row(
                 "other CPU on the machine s (%)",
                 format!(
@@ -352,6 +372,13 @@ impl Report {
                     opt(c.other_util_pct, 1)
                 ),
             );
+        }
+        if let Some(t) = &self.tls {
+            let v = format!(
+                "first wave {} full / {} resumed; reconnect {} full / {} resumed",
+                t.full, t.resumed, t.reconnect_full, t.reconnect_resumed
+            );
+            row("TLS handshakes", v);
         }
         if let Some(m) = &self.memory {
             row(

@@ -19,7 +19,7 @@ use tokio_rustls::TlsConnector;
 
 /// How to set up TLS for every client.
 pub struct Tls {
-    pub connector: TlsConnector,
+    config: Arc<ClientConfig>,
     pub server_name: ServerName<'static>,
 }
 
@@ -47,9 +47,17 @@ impl Tls {
         let server_name = ServerName::try_from(host.to_string())
             .with_context(|| format!("{host} is not a valid TLS server name"))?;
         Ok(Self {
-            connector: TlsConnector::from(Arc::new(config)),
+            config: Arc::new(config),
             server_name,
         })
+    }
+
+    /// A connector for one client, with a session store of its own (as
+    /// each browser has): it resumes with the tickets it was given.
+    pub fn for_client(&self) -> TlsConnector {
+        let mut config = (*self.config).clone();
+        config.resumption = rustls::client::Resumption::in_memory_sessions(2);
+        TlsConnector::from(Arc::new(config))
     }
 }
 

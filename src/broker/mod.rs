@@ -38,7 +38,6 @@ pub use state::BrokerState;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use target::Target;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -86,20 +85,15 @@ pub struct Core {
 }
 
 impl Core {
-    /// Records a batch of deliveries that started at `received`.
-    fn delivered(&self, received: Instant) {
+    /// Records that a batch of messages arrived (the delivery latency is
+    /// observed by the fan-out shards, once written).
+    fn delivered(&self) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         self.metrics
             .redis_last_message_unix
             .set(now.as_secs() as i64);
-        // One observation per batch: until its oldest message was written
-        // (direct) or queued for the client's writer.
-        self.metrics
-            .delivery_latency
-            .0
-            .observe(received.elapsed().as_secs_f64());
     }
 }
 

@@ -21,6 +21,9 @@ pub const DEFAULT_DRAIN_WINDOW: Duration = Duration::from_secs(10);
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Default for `server.direct_writes`: on (fewer wake-ups and writes).
 pub const DEFAULT_DIRECT_WRITES: bool = true;
+/// Default for `server.worker_threads`: unset, meaning the number of cores
+/// available to the process (`std::thread::available_parallelism`).
+pub const DEFAULT_WORKER_THREADS: Option<usize> = None;
 /// Default for `server.proxy_protocol`: off (no header is read from anyone).
 pub const DEFAULT_PROXY_PROTOCOL: bool = false;
 /// Default largest client frame (and client message) in bytes.
@@ -85,10 +88,12 @@ pub struct ServerSection {
     pub trusted_proxies: Vec<String>,
     /// Serve the live demo page at `/demo`.
     pub demo: bool,
-    /// Plain TCP: the delivery path writes frames straight to sockets.
+    /// The delivery path writes frames straight to sockets (TLS too).
     pub direct_writes: bool,
     /// Read a PROXY protocol (v1/v2) header from `trusted_proxies` peers.
     pub proxy_protocol: bool,
+    /// Runtime worker threads (and fan-out shards); unset: one per core.
+    pub worker_threads: Option<usize>,
 }
 
 impl Default for ServerSection {
@@ -104,6 +109,7 @@ impl Default for ServerSection {
             demo: false,
             direct_writes: DEFAULT_DIRECT_WRITES,
             proxy_protocol: DEFAULT_PROXY_PROTOCOL,
+            worker_threads: DEFAULT_WORKER_THREADS,
         }
     }
 }

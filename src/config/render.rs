@@ -105,6 +105,7 @@ impl Settings {
                 ("demo", Value::Boolean(sv.demo)),
                 ("direct_writes", Value::Boolean(sv.direct_writes)),
                 ("proxy_protocol", Value::Boolean(sv.proxy_protocol)),
+                ("worker_threads", n(sv.worker_threads)),
             ]),
         );
         t.insert("admin".into(), table([("listen", s(self.admin.listen))]));
@@ -162,6 +163,7 @@ impl Settings {
                     ("cert", s(tls.cert.display())),
                     ("key", s(tls.key.display())),
                     ("watch_interval", d(tls.watch_interval)),
+                    ("session_tickets", Value::Boolean(tls.session_tickets)),
                 ]),
             );
         }

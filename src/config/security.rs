@@ -24,7 +24,12 @@ pub struct TlsSection {
     pub key: Option<PathBuf>,
     #[serde(with = "humantime_serde")]
     pub watch_interval: Duration,
+    /// TLS 1.3 resumption with stateless tickets (rotating keys).
+    pub session_tickets: bool,
 }
+
+/// Default for `tls.session_tickets`: on (every client may resume).
+pub const DEFAULT_TLS_SESSION_TICKETS: bool = true;
 
 impl Default for TlsSection {
     fn default() -> Self {
@@ -32,6 +37,7 @@ impl Default for TlsSection {
             cert: None,
             key: None,
             watch_interval: DEFAULT_TLS_WATCH_INTERVAL,
+            session_tickets: DEFAULT_TLS_SESSION_TICKETS,
         }
     }
 }
@@ -42,6 +48,8 @@ pub struct TlsSettings {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub watch_interval: Duration,
+    /// Issue stateless TLS 1.3 session tickets (keys rotated by redcast).
+    pub session_tickets: bool,
 }
 
 /// One string or a list of strings.
@@ -181,6 +189,7 @@ pub(super) fn validate_tls(t: TlsSection) -> Result<Option<TlsSettings>, KeyErro
                 cert,
                 key,
                 watch_interval: t.watch_interval,
+                session_tickets: t.session_tickets,
             }))
         }
         (Some(_), None) => Err(err("tls.key", "is required when tls.cert is set")),

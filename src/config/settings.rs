@@ -42,12 +42,14 @@ pub struct ServerSettings {
     pub drain_timeout: Duration,
     pub trusted_proxies: Vec<IpNet>,
     pub demo: bool,
-    /// Plain TCP only: the broker writes pre-encoded frames straight to
-    /// client sockets instead of waking each session's writer.
+    /// The fan-out shards write pre-encoded frames straight to client
+    /// sockets (plain or TLS) instead of waking each session's writer.
     pub direct_writes: bool,
     /// Connections from `trusted_proxies` must start with a PROXY protocol
     /// header, whose source address then stands for the TCP peer.
     pub proxy_protocol: bool,
+    /// Worker threads of the runtime, and fan-out shards (one each).
+    pub worker_threads: usize,
 }
 
 /// `[admin]`, validated.
@@ -130,6 +132,7 @@ impl Settings {
             demo: raw.server.demo,
             direct_writes: raw.server.direct_writes,
             proxy_protocol: raw.server.proxy_protocol,
+            worker_threads: worker_threads(raw.server.worker_threads)?,
         };
         if server.proxy_protocol && server.trusted_proxies.is_empty() {
             return Err(err(
@@ -297,4 +300,13 @@ fn validate_rate(rate: f64) -> Result<f64, KeyError> {
         ));
     }
     Ok(rate)
+}
+
+/// `server.worker_threads`: at least 1; unset means the cores available
+/// to the process (its CPU affinity and cgroup quota included).
+fn worker_threads(value: Option<usize>) -> Result<usize, KeyError> {
+    match value {
+        Some(n) => at_least("server.worker_threads", n, 1),
+        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }
 }

@@ -22,7 +22,7 @@ pub fn install(hub: &Arc<Hub>, store: Arc<Store>, live: Arc<ArcSwap<Live>>, metr
         tokio::spawn(async move {
             let replay = read(&store, &live, &metrics, &channel, &from).await;
             if let Some(hub) = weak.upgrade() {
-                hub.finish_catch_up(&channel, replay);
+                hub.finish_catch_up(&channel, replay).await;
             }
         });
     }));

@@ -10,36 +10,48 @@ impl Hub {
         let _ = self.catch_up.set(catch_up);
     }
 
+    /// Whether gaps can be filled (a catch-up is installed).
+    pub(super) fn fills_gaps(&self) -> bool {
+        self.catch_up.get().is_some()
+    }
+
     pub(super) fn start_catch_up(&self, channel: &str, from: Position) {
-        match self.catch_up.get() {
-            Some(catch_up) => catch_up(channel.to_string(), from),
-            // Nothing can fill it: let the held messages go.
-            None => self.finish_catch_up(channel, Vec::new()),
+        if let Some(catch_up) = self.catch_up.get() {
+            catch_up(channel.to_string(), from);
         }
     }
 
     /// Ends a catch-up: `replay` (read from the history, oldest first),
     /// then the messages held meanwhile, each once, to every subscriber.
-    pub fn finish_catch_up(&self, channel: &str, replay: Vec<HeldMessage>) {
-        let map = self.read();
-        let Some(entry) = map.get(channel) else {
-            return;
+    /// The channel keeps holding live messages until all of these are in
+    /// the shards' queues, so that nothing later overtakes them.
+    pub async fn finish_catch_up(&self, channel: &str, replay: Vec<HeldMessage>) {
+        let mut batch = match self.read().get(channel) {
+            Some(entry) => lock(&entry.tail).finish(replay),
+            None => return,
         };
-        let mut dirty = Vec::new();
-        // Under the tail's lock: a live message waits until these are queued.
-        let mut tail = lock(&entry.tail);
-        for m in tail.finish(replay) {
-            self.fan_out(
-                entry,
-                channel,
-                m.position.as_ref(),
-                &m.payload,
-                m.received,
-                &mut dirty,
-            );
+        loop {
+            let mut plan = self.plan();
+            {
+                let map = self.read();
+                let Some(entry) = map.get(channel) else {
+                    return;
+                };
+                for m in batch {
+                    self.plan_message(
+                        entry, channel, m.position, &m.payload, m.received, &mut plan,
+                    );
+                }
+            }
+            self.dispatch(&mut plan).await;
+            batch = match self.read().get(channel) {
+                Some(entry) => match lock(&entry.tail).drain() {
+                    Some(more) => more,
+                    None => return,
+                },
+                None => return,
+            };
         }
-        drop(tail);
-        self.flush(&mut dirty);
     }
 
     /// Notes a position a client was told (its ack), so that a gap right

@@ -5,14 +5,17 @@
 //! dirty and wakes the broker, which reconciles Redis with the hub
 //! (SUBSCRIBE on a first subscriber, UNSUBSCRIBE after the last) and then
 //! calls [`Hub::confirm`]. For each Redis message the broker calls
-//! [`Hub::publish`], which encodes the frame once per format and pushes the
-//! shared bytes into each subscriber's [`Outbox`].
+//! [`Hub::publish`], which decodes the position (durable channels),
+//! encodes the frame once per format and plans a job for each fan-out
+//! shard with subscribers on the channel; the shards push the shared
+//! bytes into their subscribers' [`Outbox`]es ([`crate::fanout`]).
 //!
 //! Limits: channels per session are capped by `client.max_subscriptions`
 //! and sessions by `server.max_connections`, so the map is bounded by
 //! their product; an entry is removed as soon as its last subscriber goes.
 
 mod ack;
+mod channel;
 mod durable;
 mod gate;
 mod inbox;
@@ -20,15 +23,18 @@ mod tail;
 
 pub use ack::OnConfirmed;
 use ack::PendingAck;
+use channel::Channel;
+pub use channel::{Member, Part};
 
 pub use gate::Gate;
 pub use inbox::Inbox;
 pub use tail::HeldMessage;
-use tail::{Observed, Tail};
+use tail::Observed;
 
+use crate::fanout::{Job, Plan, Shards};
 use crate::history;
 use crate::metrics::Metrics;
-use crate::outbox::{Outbox, Outgoing, Push};
+use crate::outbox::{Outbox, Outgoing};
 use crate::protocol;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -45,24 +51,6 @@ pub enum Format {
     Envelope,
     /// The payload verbatim, nothing else.
     Raw,
-}
-
-struct Subscriber {
-    outbox: Arc<Outbox>,
-    format: Format,
-    /// Durable channels: the hand-over from history to live delivery.
-    gate: Option<Arc<Gate>>,
-}
-
-#[derive(Default)]
-struct Channel {
-    subscribers: HashMap<SessionId, Subscriber>,
-    /// Joined with a gate: the channel keeps history.
-    durable: bool,
-    /// Durable channels: the last position delivered, and catch-ups.
-    tail: Mutex<Tail>,
-    confirmed: bool,
-    waiters: Vec<Arc<PendingAck>>,
 }
 
 /// A session's request to join channels.
@@ -92,17 +80,19 @@ pub struct Hub {
     unconfirmed: AtomicUsize,
     metrics: Arc<Metrics>,
     catch_up: std::sync::OnceLock<CatchUp>,
+    shards: Shards,
 }
 
 impl Hub {
-    /// An empty hub.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    /// An empty hub whose messages go out through `shards`.
+    pub fn new(metrics: Arc<Metrics>, shards: Shards) -> Self {
         Self {
             channels: RwLock::default(),
             changes: Arc::default(),
             unconfirmed: AtomicUsize::new(0),
             metrics,
             catch_up: std::sync::OnceLock::new(),
+            shards,
         }
     }
 
@@ -113,21 +103,21 @@ impl Hub {
         // One extra count, released below, so the ack cannot fire early.
         let remaining = AtomicUsize::new(1);
         let mut waiting_on = Vec::new();
+        let shard = self.shards.of(join.session);
         {
             let mut map = self.write();
             for name in &join.channels {
                 let entry = map.entry(name.clone()).or_insert_with(|| {
                     created.push(name.clone());
                     self.unconfirmed.fetch_add(1, Ordering::Relaxed);
-                    Channel::default()
+                    Channel::new(self.shards.count())
                 });
-                let sub = Subscriber {
+                let member = Member {
                     outbox: join.outbox.clone(),
                     format: join.format,
                     gate: join.gates.get(name).cloned(),
                 };
-                entry.durable |= sub.gate.is_some();
-                added += entry.subscribers.insert(join.session, sub).is_none() as i64;
+                added += entry.insert(shard, join.session, member) as i64;
                 if !entry.confirmed {
                     remaining.fetch_add(1, Ordering::Relaxed);
                     waiting_on.push(name.clone());
@@ -165,14 +155,15 @@ impl Hub {
     pub fn unsubscribe(&self, session: SessionId, channels: &[String]) {
         let mut emptied = Vec::new();
         let mut removed = 0;
+        let shard = self.shards.of(session);
         {
             let mut map = self.write();
             for name in channels {
                 let Some(entry) = map.get_mut(name) else {
                     continue;
                 };
-                removed += entry.subscribers.remove(&session).is_some() as i64;
-                if entry.subscribers.is_empty() {
+                removed += entry.remove(shard, session) as i64;
+                if entry.is_empty() {
                     if let Some(entry) = map.remove(name) {
                         self.drop_channel(entry);
                     }
@@ -193,25 +184,19 @@ impl Hub {
         entry.waiters.iter().for_each(|w| w.complete_one());
     }
 
-    /// Fans one Redis message out to the channel's local subscribers: the
-    /// position (durable channels) is decoded and each format encoded
-    /// once, and shared. Direct-mode subscribers whose queue this message
-    /// started are added to `dirty`, for [`Hub::flush`] after the batch.
-    /// Returns how many deliveries were queued.
-    pub fn publish(
-        &self,
-        channel: &str,
-        message: &[u8],
-        received: Instant,
-        dirty: &mut Vec<Arc<Outbox>>,
-    ) -> usize {
+    /// Plans one Redis message's fan-out: its position (durable channels)
+    /// decoded and each format its subscribers need encoded once, and a
+    /// job for every shard with subscribers on the channel in `plan` (see
+    /// [`crate::fanout`]). A durable channel's message may instead be
+    /// held while a gap before it is filled (see [`tail`]).
+    pub fn publish(&self, channel: &str, message: &[u8], received: Instant, plan: &mut Plan) {
         let map = self.read();
         let Some(entry) = map.get(channel) else {
-            return 0;
+            return;
         };
         let (position, payload) = history::split_envelope(message);
         if !entry.durable {
-            return self.fan_out(entry, channel, position.as_ref(), payload, received, dirty);
+            return self.plan_message(entry, channel, position, payload, received, plan);
         }
         if position.is_none() {
             // A plain PUBLISH on a durable channel: live only, no position.
@@ -220,78 +205,64 @@ impl Hub {
         let observed = lock(&entry.tail).observe(position.as_ref(), payload, received);
         match observed {
             Observed::Deliver => {
-                self.fan_out(entry, channel, position.as_ref(), payload, received, dirty)
+                self.plan_message(entry, channel, position, payload, received, plan)
             }
-            Observed::Skip => 0,
-            Observed::Gap(from) => {
+            Observed::Skip => {}
+            Observed::Gap(from) if self.fills_gaps() => {
                 // The catch-up may take the map's lock itself.
                 drop(map);
                 self.start_catch_up(channel, from);
-                0
             }
-            Observed::Release(held) => held
-                .iter()
-                .map(|m| {
-                    self.fan_out(
-                        entry,
-                        channel,
-                        m.position.as_ref(),
-                        &m.payload,
-                        m.received,
-                        dirty,
-                    )
-                })
-                .sum(),
+            // Nothing can fill the gap: let the message go.
+            Observed::Gap(_) => {
+                for m in lock(&entry.tail).finish(Vec::new()) {
+                    self.plan_message(entry, channel, m.position, &m.payload, m.received, plan);
+                }
+                lock(&entry.tail).open();
+            }
+            Observed::Release(held) => {
+                for m in held {
+                    self.plan_message(entry, channel, m.position, &m.payload, m.received, plan);
+                }
+            }
         }
     }
 
-    /// Queues one message for every subscriber of `entry`.
-    fn fan_out(
+    /// Adds one message's jobs to `plan`.
+    fn plan_message(
         &self,
         entry: &Channel,
         channel: &str,
-        position: Option<&history::Position>,
+        position: Option<history::Position>,
         payload: &[u8],
         received: Instant,
-        dirty: &mut Vec<Arc<Outbox>>,
-    ) -> usize {
-        let (mut envelope, mut raw): (Option<Outgoing>, Option<Outgoing>) = (None, None);
-        let (mut queued, mut slow, mut bytes) = (0u64, 0u64, 0u64);
-        for sub in entry.subscribers.values() {
-            let msg = match sub.format {
-                Format::Envelope => envelope.get_or_insert_with(|| {
-                    Outgoing::new(protocol::encode_message(channel, payload, position))
-                }),
-                Format::Raw => {
-                    raw.get_or_insert_with(|| Outgoing::new(protocol::encode_raw(payload)))
-                }
+        plan: &mut Plan,
+    ) {
+        let envelope = (entry.envelope > 0).then(|| {
+            let frame = protocol::encode_message(channel, payload, position.as_ref());
+            Arc::new(Outgoing::new(frame))
+        });
+        let raw = (entry.raw > 0).then(|| Arc::new(Outgoing::new(protocol::encode_raw(payload))));
+        for (shard, _) in entry.sizes.iter().enumerate().filter(|(_, n)| **n > 0) {
+            let job = Job {
+                parts: entry.parts.clone(),
+                envelope: envelope.clone(),
+                raw: raw.clone(),
+                position: position.clone(),
+                received,
             };
-            if let Some(gate) = &sub.gate {
-                if !gate.admit(position, &msg.frame) {
-                    continue;
-                }
-            }
-            match sub.outbox.push_message(msg, received) {
-                (Push::Queued, first) => {
-                    queued += 1;
-                    bytes += msg.frame.len() as u64;
-                    if first {
-                        dirty.push(sub.outbox.clone());
-                    }
-                }
-                (Push::Overflow, _) => slow += 1,
-                (Push::Closed, _) => {}
-            }
+            plan.add(shard, job);
         }
-        self.metrics.frames_delivered.inc_by(queued);
-        self.metrics.bytes_out.inc_by(bytes);
-        self.metrics.slow_consumers.inc_by(slow);
-        queued as usize
     }
 
-    /// Writes the queues a batch of messages started (direct mode).
-    pub fn flush(&self, dirty: &mut Vec<Arc<Outbox>>) {
-        dirty.drain(..).for_each(|outbox| outbox.flush_now());
+    /// An empty plan for a burst of messages.
+    pub fn plan(&self) -> Plan {
+        self.shards.plan()
+    }
+
+    /// Hands a burst's plan to the shards, which write it out.
+    pub async fn dispatch(&self, plan: &mut Plan) {
+        self.shards.dispatch(plan).await
     }
 
     /// Marks channels as subscribed in Redis and releases their acks.
@@ -309,11 +280,8 @@ impl Hub {
                     self.unconfirmed.fetch_sub(1, Ordering::Relaxed);
                     // Subscribed again after a lost link: fill what the
                     // link missed (nothing for a new channel).
-                    if let Some(from) = entry
-                        .durable
-                        .then(|| lock(&entry.tail).hold_from_last())
-                        .flatten()
-                    {
+                    let fill = entry.durable && self.fills_gaps();
+                    if let Some(from) = fill.then(|| lock(&entry.tail).hold_from_last()).flatten() {
                         relinked.push((name.clone(), from));
                     }
                 }

@@ -72,7 +72,9 @@ impl Tail {
             if held.len() <= MAX_HELD {
                 return Observed::Skip;
             }
-            return Observed::Release(self.finish(Vec::new()));
+            let released = self.finish(Vec::new());
+            self.open();
+            return Observed::Release(released);
         }
         let Some(p) = position else {
             return Observed::Deliver;
@@ -114,10 +116,11 @@ impl Tail {
         Some(from)
     }
 
-    /// Ends the hold: the messages to deliver, in order, without those
-    /// already delivered (`replay` first: the history read, oldest first).
+    /// The messages to deliver, in order, without those already
+    /// delivered (`replay` first: the history read, oldest first). The
+    /// hold goes on (empty) until [`Tail::drain`] or [`Tail::open`].
     pub fn finish(&mut self, replay: Vec<HeldMessage>) -> Vec<HeldMessage> {
-        let held = self.held.take().unwrap_or_default();
+        let held = self.held.as_mut().map(std::mem::take).unwrap_or_default();
         let mut out = Vec::with_capacity(replay.len() + held.len());
         for m in replay.into_iter().chain(held) {
             if let Some(p) = &m.position {
@@ -129,6 +132,23 @@ impl Tail {
             out.push(m);
         }
         out
+    }
+}
+
+impl Tail {
+    /// What was held since the last take, or `None` once nothing was:
+    /// the hold then ends.
+    pub fn drain(&mut self) -> Option<Vec<HeldMessage>> {
+        if self.held.as_ref().is_some_and(|h| !h.is_empty()) {
+            return Some(self.finish(Vec::new()));
+        }
+        self.open();
+        None
+    }
+
+    /// Ends the hold.
+    pub fn open(&mut self) {
+        self.held = None;
     }
 }
 
@@ -170,8 +190,12 @@ mod tests {
         assert!(matches!(t.observe(Some(&at(8)), b"", now), Observed::Skip));
         let out = t.finish(vec![msg(5), msg(6), msg(7)]);
         assert_eq!(offsets(&out), [5, 6, 7, 0, 8]);
+        // Held while the shards take them; then the hold ends.
+        assert!(matches!(t.observe(Some(&at(9)), b"", now), Observed::Skip));
+        assert_eq!(offsets(&t.drain().unwrap()), [9]);
+        assert!(t.drain().is_none());
         assert!(matches!(
-            t.observe(Some(&at(9)), b"", now),
+            t.observe(Some(&at(10)), b"", now),
             Observed::Deliver
         ));
         // A new epoch (history lost) is no gap.
@@ -191,5 +215,6 @@ mod tests {
         assert_eq!(t.hold_from_last().unwrap().offset, 11);
         assert!(t.hold_from_last().is_none());
         assert_eq!(offsets(&t.finish(Vec::new())), Vec::<u64>::new());
+        assert!(t.drain().is_none());
     }
 }

@@ -1,10 +1,12 @@
-//! Direct mode: writes from any task straight to a plain TCP socket, all
-//! under the outbox lock so that frames never interleave. What the socket
-//! does not take at once is queued; the session flushes it with vectored
-//! writes when the socket is writable again ([`Outbox::poll_flush`]).
-//! tungstenite reads the connection through [`WireIo`], whose writes (its
-//! pongs and close frames) join the same ordered path.
+//! Direct mode: writes from any task straight to the socket (plain TCP,
+//! or TLS encrypted by the writer: [`super::tls`]), all under the outbox
+//! lock so that frames never interleave. What the socket does not take at
+//! once is queued; the session flushes it with vectored writes when the
+//! socket is writable again ([`Outbox::poll_flush`]). tungstenite reads
+//! the connection through [`WireIo`], whose writes (its pongs and close
+//! frames) join the same ordered path.
 
+use super::tls::TlsLink;
 use super::{Item, Outbox, Queue, FRAME_OVERHEAD};
 use bytes::Bytes;
 use std::io::{self, IoSlice};
@@ -15,8 +17,47 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::Instant;
 
-/// Chunks written per vectored write.
-const MAX_IOVECS: usize = 64;
+/// Chunks written (or encrypted) per vectored call.
+pub(super) const MAX_IOVECS: usize = 64;
+
+/// Where a direct-mode outbox writes.
+pub enum Socket {
+    /// Plain TCP: the wire bytes as they are.
+    Plain(OwnedWriteHalf),
+    /// TLS: encrypted by the writer first.
+    Tls(Arc<TlsLink>),
+}
+
+impl Socket {
+    pub(super) fn try_send(&self, bytes: &Bytes, q: &mut Queue) -> Option<Bytes> {
+        match self {
+            Socket::Plain(s) => try_send(s, bytes, q),
+            Socket::Tls(t) => t.try_send(bytes, q),
+        }
+    }
+
+    pub(super) fn write_queued(&self, q: &mut Queue) -> io::Result<()> {
+        match self {
+            Socket::Plain(s) => write_queued(s, q),
+            Socket::Tls(t) => t.write_queued(q),
+        }
+    }
+
+    /// Whether bytes wait below the queue (encrypted, not yet sent).
+    pub(super) fn pending(&self) -> bool {
+        match self {
+            Socket::Plain(_) => false,
+            Socket::Tls(t) => t.pending(),
+        }
+    }
+
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Socket::Plain(s) => s.as_ref().poll_write_ready(cx),
+            Socket::Tls(t) => t.poll_write_ready(cx),
+        }
+    }
+}
 
 /// Why a flush cannot finish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +68,7 @@ pub enum FlushError {
 
 /// Writes `bytes` now if the socket takes them; returns what is left
 /// (`None` when all of it went out). A failed socket is marked broken.
-pub(super) fn try_send(socket: &OwnedWriteHalf, bytes: &Bytes, q: &mut Queue) -> Option<Bytes> {
+fn try_send(socket: &OwnedWriteHalf, bytes: &Bytes, q: &mut Queue) -> Option<Bytes> {
     match socket.try_write(bytes) {
         Ok(n) if n == bytes.len() => None,
         Ok(n) => {
@@ -43,7 +84,7 @@ pub(super) fn try_send(socket: &OwnedWriteHalf, bytes: &Bytes, q: &mut Queue) ->
 }
 
 /// Drops `n` written bytes from the front of the queue.
-fn advance(q: &mut Queue, mut n: usize) {
+pub(super) fn advance(q: &mut Queue, mut n: usize) {
     while n > 0 {
         let Some(Item::Wire(front)) = q.items.front_mut() else {
             return;
@@ -62,8 +103,20 @@ fn advance(q: &mut Queue, mut n: usize) {
     }
 }
 
+/// The front of the queue, as slices for one vectored call.
+pub(super) fn wire_slices(q: &Queue) -> Vec<IoSlice<'_>> {
+    q.items
+        .iter()
+        .take(MAX_IOVECS)
+        .filter_map(|i| match i {
+            Item::Wire(b) => Some(IoSlice::new(b)),
+            Item::Frame(_) => None,
+        })
+        .collect()
+}
+
 /// Writes as much of the queue as the socket takes without blocking.
-pub(super) fn write_queued(socket: &OwnedWriteHalf, q: &mut Queue) -> io::Result<()> {
+fn write_queued(socket: &OwnedWriteHalf, q: &mut Queue) -> io::Result<()> {
     while !q.items.is_empty() {
         let written = if q.items.len() == 1 {
             // One chunk (the common case at low rates): send(2), which
@@ -73,16 +126,7 @@ pub(super) fn write_queued(socket: &OwnedWriteHalf, q: &mut Queue) -> io::Result
                 _ => return Ok(()),
             }
         } else {
-            let slices: Vec<IoSlice<'_>> = q
-                .items
-                .iter()
-                .take(MAX_IOVECS)
-                .filter_map(|i| match i {
-                    Item::Wire(b) => Some(IoSlice::new(b)),
-                    Item::Frame(_) => None,
-                })
-                .collect();
-            socket.try_write_vectored(&slices)
+            socket.try_write_vectored(&wire_slices(q))
         };
         match written {
             Ok(n) => advance(q, n),
@@ -105,15 +149,15 @@ impl Outbox {
             if q.broken {
                 return Poll::Ready(Err(FlushError::Broken));
             }
-            if write_queued(socket, &mut q).is_err() {
+            if socket.write_queued(&mut q).is_err() {
                 q.broken = true;
                 return Poll::Ready(Err(FlushError::Broken));
             }
-            if q.items.is_empty() {
+            if q.items.is_empty() && !socket.pending() {
                 return Poll::Ready(Ok(q.oldest.take()));
             }
             drop(q);
-            match socket.as_ref().poll_write_ready(cx) {
+            match socket.poll_write_ready(cx) {
                 Poll::Ready(Ok(())) => continue,
                 Poll::Ready(Err(_)) => {
                     self.lock().broken = true;
@@ -142,11 +186,20 @@ impl Outbox {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
         let rest = if q.items.is_empty() {
-            try_send(socket, &bytes, &mut q)
+            socket.try_send(&bytes, &mut q)
         } else {
             Some(bytes)
         };
-        let Some(rest) = rest else { return Ok(()) };
+        let Some(rest) = rest else {
+            let pending = socket.pending();
+            drop(q);
+            if pending {
+                // Encrypted bytes the socket did not take: the session
+                // flushes them once it is writable.
+                self.notify.notify_one();
+            }
+            return Ok(());
+        };
         q.bytes += rest.len() + FRAME_OVERHEAD;
         q.items.push_back(Item::Wire(rest));
         drop(q);
@@ -155,26 +208,49 @@ impl Outbox {
     }
 }
 
-/// The connection as tungstenite sees it: reads from the socket, writes
-/// through the outbox (so they stay ordered with direct writes).
+/// Where a [`WireIo`] reads from.
+enum Source {
+    Plain(OwnedReadHalf),
+    Tls(Arc<TlsLink>),
+}
+
+/// The connection as tungstenite sees it: reads from the socket
+/// (decrypting over TLS), writes through the outbox (so they stay ordered
+/// with direct writes).
 pub struct WireIo {
-    read: OwnedReadHalf,
+    read: Source,
     outbox: Arc<Outbox>,
 }
 
 impl WireIo {
+    /// Plain TCP: reads from `read`.
     pub fn new(read: OwnedReadHalf, outbox: Arc<Outbox>) -> Self {
-        Self { read, outbox }
+        Self {
+            read: Source::Plain(read),
+            outbox,
+        }
+    }
+
+    /// TLS: reads through `link`, which `outbox` writes to.
+    pub fn tls(link: Arc<TlsLink>, outbox: Arc<Outbox>) -> Self {
+        Self {
+            read: Source::Tls(link),
+            outbox,
+        }
     }
 }
 
 impl AsyncRead for WireIo {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.read).poll_read(cx, buf)
+        let this = self.get_mut();
+        match &mut this.read {
+            Source::Plain(read) => Pin::new(read).poll_read(cx, buf),
+            Source::Tls(link) => link.poll_read(&this.outbox, cx, buf),
+        }
     }
 }
 

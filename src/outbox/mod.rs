@@ -1,16 +1,17 @@
-//! A session's bounded outbound queue, and on plain TCP its direct path
-//! to the socket.
+//! A session's bounded outbound queue, and its direct path to the socket.
 //!
-//! The hub pushes shared frames from the broker task. In *queued* mode
-//! (TLS, or any stream redcast cannot write to from another task) the
-//! session's writer drains everything queued at once and writes it with a
-//! single flush. In *direct* mode (plain TCP) the broker queues the
-//! pre-encoded WebSocket frames of every message it has at hand, then
-//! writes each touched client's queue straight to its socket with one
-//! vectored write ([`Outbox::flush_now`]): no task wake-up, no copy, one
-//! `write` per client per burst (per delivery when messages come one by
-//! one). Only what the socket does not take stays queued, for the session
-//! to flush when the socket is writable again.
+//! The session's fan-out shard ([`crate::fanout`]) pushes shared frames.
+//! In *direct* mode (`server.direct_writes`, the default; plain TCP and
+//! TLS alike) the shard queues the pre-encoded WebSocket frames of every
+//! message in a burst, then writes each touched client's queue straight
+//! to its socket with one vectored write ([`Outbox::flush_now`]; over TLS
+//! encrypted first, several frames per record: `tls`): no task wake-up,
+//! no copy, one `write` per client per burst (per delivery when messages
+//! come one by one). Only what the socket does not take stays queued, for
+//! the session to flush when the socket is writable again. In *queued*
+//! mode (`server.direct_writes = false`, and SSE streams) the session's
+//! writer drains everything queued at once and writes it with a single
+//! flush.
 //!
 //! The bound is in bytes (`client.queue_max_bytes`), counting a fixed
 //! overhead per frame so that even empty frames are bounded in number.
@@ -21,14 +22,15 @@
 //! larger than the bound does not make every subscriber "slow".
 
 mod direct;
+mod tls;
 
-pub use direct::WireIo;
+pub use direct::{Socket, WireIo};
+pub use tls::TlsLink;
 
 use crate::protocol::{self, Frame};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -50,14 +52,14 @@ pub enum Push {
 /// sessions) and, made on first use, its wire encoding (for direct ones).
 pub struct Outgoing {
     pub frame: Frame,
-    wire: std::cell::OnceCell<Bytes>,
+    wire: std::sync::OnceLock<Bytes>,
 }
 
 impl Outgoing {
     pub fn new(frame: Frame) -> Self {
         Self {
             frame,
-            wire: std::cell::OnceCell::new(),
+            wire: std::sync::OnceLock::new(),
         }
     }
 
@@ -99,8 +101,8 @@ pub struct Outbox {
     queue: Mutex<Queue>,
     notify: Notify,
     max_bytes: usize,
-    /// Direct mode: the socket's writing half.
-    socket: Option<OwnedWriteHalf>,
+    /// Direct mode: where frames are written.
+    socket: Option<Socket>,
 }
 
 /// What the writer takes from the queue (queued mode).
@@ -124,8 +126,8 @@ impl Outbox {
         }
     }
 
-    /// A direct-mode outbox writing to `socket`.
-    pub fn direct(max_bytes: usize, socket: OwnedWriteHalf) -> Self {
+    /// A direct-mode outbox writing to `socket` (plain or TLS).
+    pub fn direct(max_bytes: usize, socket: Socket) -> Self {
         Self {
             socket: Some(socket),
             ..Self::new(max_bytes)
@@ -165,7 +167,7 @@ impl Outbox {
     /// (the 101 written with `MSG_MORE` during the upgrade). Setting
     /// `TCP_NODELAY` pushes pending data even when it is already set.
     pub fn push_held(&self) {
-        if let Some(socket) = &self.socket {
+        if let Some(Socket::Plain(socket)) = &self.socket {
             let _ = socket.as_ref().set_nodelay(true);
         }
     }
@@ -175,10 +177,10 @@ impl Outbox {
     pub fn flush_now(&self) {
         let Some(socket) = &self.socket else { return };
         let mut q = self.lock();
-        if direct::write_queued(socket, &mut q).is_err() {
+        if socket.write_queued(&mut q).is_err() {
             q.broken = true;
         }
-        let wake = q.broken || !q.items.is_empty();
+        let wake = q.broken || !q.items.is_empty() || socket.pending();
         if q.items.is_empty() {
             q.oldest = None;
         }
@@ -210,7 +212,13 @@ impl Outbox {
         }
         if was_empty {
             if let (Some(socket), Item::Wire(bytes)) = (&self.socket, &item) {
-                return match direct::try_send(socket, bytes, &mut q) {
+                return match socket.try_send(bytes, &mut q) {
+                    None if socket.pending() => {
+                        // Encrypted, not all sent: the session flushes it.
+                        drop(q);
+                        self.notify.notify_one();
+                        (Push::Queued, true)
+                    }
                     None => (Push::Queued, true),
                     // Partly written or refused: the rest waits for the writer.
                     Some(rest) => (self.enqueue(q, Item::Wire(rest), received, true), true),
@@ -289,7 +297,10 @@ impl Outbox {
 
     /// Whether bytes wait for the socket (direct mode).
     pub fn has_backlog(&self) -> bool {
-        self.socket.is_some() && !self.lock().items.is_empty()
+        let Some(socket) = &self.socket else {
+            return false;
+        };
+        !self.lock().items.is_empty() || socket.pending()
     }
 
     /// Whether the client has overflowed its queue.

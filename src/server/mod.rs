@@ -15,7 +15,7 @@ mod proxy;
 
 use crate::assets;
 use crate::handshake::{self, Body, Refusal};
-use crate::outbox::{Outbox, WireIo};
+use crate::outbox::{Outbox, Socket, TlsLink, WireIo};
 use crate::reload::Live;
 use crate::session::{self, SessionContext, SessionParams};
 use crate::sse::{self, StreamParams};
@@ -288,9 +288,7 @@ impl Server {
             };
             let tracker = server.tracker.clone();
             match direct_parts(upgraded, direct) {
-                Ok((stream, early)) => server
-                    .run_direct(stream, &early, start)
-                    .map(|s| tracker.spawn(s)),
+                Ok(parts) => server.run_direct(parts, start).map(|s| tracker.spawn(s)),
                 Err(upgraded) => server.run_queued(upgraded, start).map(|s| tracker.spawn(s)),
             };
         });
@@ -300,20 +298,29 @@ impl Server {
         Ok(handshake::switching_protocols(&upgrade))
     }
 
-    /// Plain TCP: direct mode, the hub writes to the socket itself.
+    /// Direct mode: the fan-out shard writes to the socket itself
+    /// (encrypting first over TLS).
     fn run_direct(
         &self,
-        stream: TcpStream,
-        early: &[u8],
+        parts: DirectParts,
         start: SessionStart,
     ) -> Option<impl Future<Output = ()> + Send> {
         let (config, queue) = start.limits();
-        let (read, write) = stream.into_split();
-        let outbox = Arc::new(Outbox::direct(queue, write));
-        let io = WireIo::new(read, outbox.clone());
+        let (outbox, io) = match parts.stream {
+            Stream::Plain(stream) => {
+                let (read, write) = stream.into_split();
+                let outbox = Arc::new(Outbox::direct(queue, Socket::Plain(write)));
+                (outbox.clone(), WireIo::new(read, outbox))
+            }
+            Stream::Tls(tcp, conn) => {
+                let link = Arc::new(TlsLink::new(tcp, *conn));
+                let outbox = Arc::new(Outbox::direct(queue, Socket::Tls(link.clone())));
+                (outbox.clone(), WireIo::tls(link, outbox))
+            }
+        };
         // Bytes the client sent right after its handshake, copied: the
         // slice would keep hyper's whole 8 KiB read buffer alive.
-        let early = early.to_vec();
+        let early = parts.early.to_vec();
         // Setting up a server-side stream does no I/O: it is ready at once.
         let ws =
             WebSocketStream::from_partially_read(io, early, Role::Server, config).now_or_never()?;
@@ -324,7 +331,7 @@ impl Server {
         Some(session)
     }
 
-    /// Any other stream (TLS): queued mode, the session writes.
+    /// `server.direct_writes` off: queued mode, the session writes.
     fn run_queued(
         &self,
         upgraded: Upgraded,
@@ -342,15 +349,40 @@ impl Server {
     }
 }
 
-/// The plain TCP stream under `upgraded` when direct writes apply;
-/// otherwise the connection as it is (TLS, or `server.direct_writes` off).
-/// Also returns the bytes the client sent after its request.
-fn direct_parts(upgraded: Upgraded, enabled: bool) -> Result<(TcpStream, Bytes), Upgraded> {
+/// The connection under an upgrade, taken apart for direct writes.
+struct DirectParts {
+    stream: Stream,
+    /// What the client sent after its request.
+    early: Bytes,
+}
+
+enum Stream {
+    Plain(TcpStream),
+    /// The socket and its TLS state, handshake done.
+    Tls(TcpStream, Box<rustls::ServerConnection>),
+}
+
+/// The stream under `upgraded` (plain TCP or TLS over TCP) when direct
+/// writes apply; otherwise the connection as it is.
+fn direct_parts(upgraded: Upgraded, enabled: bool) -> Result<DirectParts, Upgraded> {
     if !enabled {
         return Err(upgraded);
     }
-    let parts = upgraded.downcast::<TokioIo<PlainTcp>>()?;
-    Ok((parts.io.into_inner().into_inner(), parts.read_buf))
+    let upgraded = match upgraded.downcast::<TokioIo<PlainTcp>>() {
+        Ok(parts) => {
+            return Ok(DirectParts {
+                stream: Stream::Plain(parts.io.into_inner().into_inner()),
+                early: parts.read_buf,
+            })
+        }
+        Err(upgraded) => upgraded,
+    };
+    let parts = upgraded.downcast::<TokioIo<tokio_rustls::server::TlsStream<TcpStream>>>()?;
+    let (tcp, conn) = parts.io.into_inner().into_inner();
+    Ok(DirectParts {
+        stream: Stream::Tls(tcp, Box::new(conn)),
+        early: parts.read_buf,
+    })
 }
 
 /// Eagerly allocated read buffer per WebSocket. Client requests are small

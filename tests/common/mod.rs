@@ -15,6 +15,7 @@ pub mod redis_server;
 pub mod sentinel;
 pub mod sse;
 pub mod stream;
+pub mod tls;
 pub mod topology;
 
 pub use redis_server::Redis;

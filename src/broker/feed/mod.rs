@@ -21,8 +21,8 @@ use super::state::FeedState;
 use super::target::Target;
 use super::{BrokerError, Core};
 use crate::config::HostPort;
+use crate::fanout::Plan;
 use crate::hub::Inbox;
-use crate::outbox::Outbox;
 use arc_swap::ArcSwap;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -63,8 +63,8 @@ pub struct Feed {
     inflight: InFlight,
     probe_name: String,
     last_probe: Option<Instant>,
-    /// Outboxes touched by the current batch (kept to reuse its memory).
-    dirty: Vec<Arc<Outbox>>,
+    /// The fan-out plan of the current batch (kept to reuse its memory).
+    plan: Option<Plan>,
     /// Messages (not confirmations or PONGs) in the current batch.
     batch_messages: usize,
 }
@@ -101,7 +101,7 @@ impl Feed {
             channels: HashMap::new(),
             inflight: InFlight::default(),
             last_probe: None,
-            dirty: Vec::new(),
+            plan: None,
             batch_messages: 0,
         }
     }
@@ -212,7 +212,7 @@ impl Feed {
         let inbox = self.inbox.clone();
         loop {
             tokio::select! {
-                v = link.next() => self.batch(v?, link)?,
+                v = link.next() => self.batch(v?, link).await?,
                 _ = inbox.changed() => {
                     let (names, recheck) = inbox.take();
                     if recheck {

@@ -7,33 +7,33 @@ use crate::broker::inflight::Answer;
 use crate::broker::link::{server_error_text, Link};
 use crate::broker::{BrokerError, MAX_BATCH};
 use crate::config::HostPort;
-use crate::outbox::Outbox;
+use crate::fanout::Plan;
 use redis::Value;
-use std::sync::Arc;
 use tokio::time::Instant;
 
 impl Feed {
     /// Handles `first` and every value already waiting behind it (up to
-    /// [`MAX_BATCH`]), then writes each touched client once: under load a
-    /// client gets several frames per write, at low rates nothing waits.
-    pub(super) fn batch(&mut self, first: Value, link: &mut Link) -> Result<(), BrokerError> {
+    /// [`MAX_BATCH`]), then hands the burst to the fan-out shards, which
+    /// write each touched client once: under load a client gets several
+    /// frames per write, at low rates nothing waits.
+    pub(super) async fn batch(&mut self, first: Value, link: &mut Link) -> Result<(), BrokerError> {
         let received = Instant::now();
         self.batch_messages = 0;
-        let mut dirty = std::mem::take(&mut self.dirty);
-        let mut result = self.on_value(first, received, &mut dirty);
+        let mut plan = self.plan.take().unwrap_or_else(|| self.core.hub.plan());
+        let mut result = self.on_value(first, received, &mut plan);
         for _ in 1..MAX_BATCH {
             let Some(next) = result.is_ok().then(|| link.try_next()).flatten() else {
                 break;
             };
             result = next
                 .map_err(BrokerError::from)
-                .and_then(|v| self.on_value(v, Instant::now(), &mut dirty));
+                .and_then(|v| self.on_value(v, Instant::now(), &mut plan));
         }
-        self.core.hub.flush(&mut dirty);
-        self.dirty = dirty;
+        self.core.hub.dispatch(&mut plan).await;
+        self.plan = Some(plan);
         // Confirmations and PONGs are not messages.
         if self.batch_messages > 0 {
-            self.core.delivered(received);
+            self.core.delivered();
         }
         result
     }
@@ -42,10 +42,10 @@ impl Feed {
         &mut self,
         v: Value,
         received: Instant,
-        dirty: &mut Vec<Arc<Outbox>>,
+        plan: &mut Plan,
     ) -> Result<(), BrokerError> {
         match v {
-            Value::Array(items) => self.on_push(items, received, dirty),
+            Value::Array(items) => self.on_push(items, received, plan),
             Value::SimpleString(s) if s.eq_ignore_ascii_case("pong") => {
                 let a = self.inflight.pong();
                 self.answer(a)
@@ -62,7 +62,7 @@ impl Feed {
         &mut self,
         items: Vec<Value>,
         received: Instant,
-        dirty: &mut Vec<Arc<Outbox>>,
+        plan: &mut Plan,
     ) -> Result<(), BrokerError> {
         let mut items = items.into_iter().map(|v| match v {
             Value::BulkString(b) => b,
@@ -74,7 +74,7 @@ impl Feed {
         );
         match kind.as_slice() {
             b"message" | b"smessage" => {
-                self.deliver(&channel, &items.next().unwrap_or_default(), received, dirty);
+                self.deliver(&channel, &items.next().unwrap_or_default(), received, plan);
                 Ok(())
             }
             b"subscribe" | b"ssubscribe" => {
@@ -95,13 +95,7 @@ impl Feed {
         }
     }
 
-    fn deliver(
-        &mut self,
-        channel: &[u8],
-        payload: &[u8],
-        received: Instant,
-        dirty: &mut Vec<Arc<Outbox>>,
-    ) {
+    fn deliver(&mut self, channel: &[u8], payload: &[u8], received: Instant, plan: &mut Plan) {
         self.core.metrics.redis_messages.inc();
         self.batch_messages += 1;
         // Messages for channels outside our prefix cannot be ours.
@@ -114,7 +108,7 @@ impl Feed {
         if name == self.probe_name {
             return self.state.probe.received(payload);
         }
-        self.core.hub.publish(name, payload, received, dirty);
+        self.core.hub.publish(name, payload, received, plan);
     }
 
     fn answer(&mut self, answer: Answer) -> Result<(), BrokerError> {
