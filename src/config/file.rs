@@ -21,6 +21,8 @@ pub const DEFAULT_DRAIN_WINDOW: Duration = Duration::from_secs(10);
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Default for `server.direct_writes`: on (fewer wake-ups and writes).
 pub const DEFAULT_DIRECT_WRITES: bool = true;
+/// Default for `server.conformance_echo`: off (`/echo` is a 404).
+pub const DEFAULT_CONFORMANCE_ECHO: bool = false;
 /// Default for `server.proxy_protocol`: off (no header is read from anyone).
 pub const DEFAULT_PROXY_PROTOCOL: bool = false;
 /// Default largest client frame (and client message) in bytes.
@@ -87,6 +89,8 @@ pub struct ServerSection {
     pub direct_writes: bool,
     /// Read a PROXY protocol (v1/v2) header from `trusted_proxies` peers.
     pub proxy_protocol: bool,
+    /// Serve `GET /echo`, a WebSocket echo for conformance test suites.
+    pub conformance_echo: bool,
 }
 
 impl Default for ServerSection {
@@ -102,6 +106,7 @@ impl Default for ServerSection {
             demo: false,
             direct_writes: DEFAULT_DIRECT_WRITES,
             proxy_protocol: DEFAULT_PROXY_PROTOCOL,
+            conformance_echo: DEFAULT_CONFORMANCE_ECHO,
         }
     }
 }

@@ -100,6 +100,7 @@ impl Settings {
                 ("demo", Value::Boolean(sv.demo)),
                 ("direct_writes", Value::Boolean(sv.direct_writes)),
                 ("proxy_protocol", Value::Boolean(sv.proxy_protocol)),
+                ("conformance_echo", Value::Boolean(sv.conformance_echo)),
             ]),
         );
         t.insert("admin".into(), table([("listen", s(self.admin.listen))]));

@@ -46,6 +46,9 @@ pub struct ServerSettings {
     /// Connections from `trusted_proxies` must start with a PROXY protocol
     /// header, whose source address then stands for the TCP peer.
     pub proxy_protocol: bool,
+    /// `GET /echo` upgrades to a WebSocket that echoes every message
+    /// (for the Autobahn TestSuite); never meant for production.
+    pub conformance_echo: bool,
 }
 
 /// `[admin]`, validated.
@@ -123,6 +126,7 @@ impl Settings {
             demo: raw.server.demo,
             direct_writes: raw.server.direct_writes,
             proxy_protocol: raw.server.proxy_protocol,
+            conformance_echo: raw.server.conformance_echo,
         };
         if server.proxy_protocol && server.trusted_proxies.is_empty() {
             return Err(err(
@@ -155,6 +159,13 @@ impl Settings {
     /// Settings that work but deserve an operator's attention.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if self.server.conformance_echo {
+            out.push(
+                "server.conformance_echo = true: GET /echo echoes whatever any client sends; \
+                 this is for WebSocket conformance testing only, never for production"
+                    .into(),
+            );
+        }
         if self.channels.rules.is_empty() {
             out.push(
                 "no [[channels.rules]]: redcast runs OPEN, any client may subscribe to any valid \
