@@ -10,7 +10,7 @@
 //!
 //! ```sh
 //! REDCAST_CHAOS_ROUNDS=100 REDCAST_CHAOS_BLACKHOLES=20 REDCAST_CHAOS_REPORT=/tmp/chaos.md \
-//!   cargo test --release --test chaos -- --nocapture --test-threads 1
+//!   cargo test --test chaos -- --nocapture --test-threads 1
 //! ```
 //!
 //! Times are reported, not asserted (speed is measured, never a test
