@@ -203,7 +203,8 @@ async fn send(
 
 /// One frame as an SSE event: each line of the text as a `data:` line, so
 /// that multi-line payloads arrive whole (EventSource joins them with \n).
-fn encode_event(out: &mut BytesMut, frame: &Frame, metrics: &crate::metrics::Metrics) {
+/// A binary frame (raw mode) cannot be an event: it is counted and dropped.
+pub fn encode_event(out: &mut BytesMut, frame: &Frame, metrics: &crate::metrics::Metrics) {
     let Frame::Text(text) = frame else {
         metrics.sse_binary_dropped.inc();
         return;
