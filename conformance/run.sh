@@ -5,8 +5,8 @@
 # TCP with server.direct_writes = false, and TLS). Fails when a case is
 # neither OK, NON-STRICT nor INFORMATIONAL.
 #
-#   bash conformance/run.sh                          # sections 1-7, 9, 10 (~15 min on 2 cores)
-#   SECTIONS="1 2 3 4 5 6 7 10" bash conformance/run.sh   # what CI runs (~2 min)
+#   bash conformance/run.sh                          # sections 1-7, 9, 10 (~6 min on 2 cores)
+#   SECTIONS="1 2 3 4 5 6 7 10" bash conformance/run.sh   # what CI runs (~35 s)
 #   DOC=docs/conformance.md bash conformance/run.sh  # also rewrite the summary
 #
 # Environment: SECTIONS (default "1 2 3 4 5 6 7 9 10"; 12 and 13 are
@@ -110,6 +110,10 @@ python3 conformance/summary.py "$OUT/reports/index.json" "$SECTIONS" >"$OUT/summ
 status=$?
 cat "$OUT/summary.md"
 if [ -n "${DOC:-}" ]; then
-  python3 conformance/summary.py "$OUT/reports/index.json" "$SECTIONS" --doc >"$DOC"
+  {
+    python3 conformance/summary.py "$OUT/reports/index.json" "$SECTIONS" --doc
+    echo
+    echo "Run of $(date -u +%Y-%m-%d) at commit $(git rev-parse --short HEAD), $("$VENV/bin/wstest" -a 2>&1 | tr '\n' ' ' | sed 's/ *$//')."
+  } >"$DOC"
 fi
 exit $status
