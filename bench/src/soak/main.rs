@@ -8,9 +8,9 @@
 //! redcast gets a SIGHUP every `--sighup-every`. Then every client leaves.
 //!
 //! Pass: RSS after the warm-up stays within `--rss-tolerance` of its
-//! value at the end of the warm-up; open fds return to their baseline;
-//! connections, subscriptions, channels and pending handshakes are back
-//! to zero; no message is lost within a phase without a Redis restart.
+//! value at the end of the warm-up; open fds and the listener's tasks
+//! return to their baseline; connections, subscriptions, channels and
+//! pending handshakes are back to zero; no message is lost within a phase without a Redis restart.
 //! Writes a Markdown report (and the samples as JSON) to `--out`; exits
 //! non-zero when a criterion fails. `bash bench/soak.sh` runs the
 //! documented 30-minute soak (docs/soak.md).
@@ -82,11 +82,14 @@ async fn main() -> anyhow::Result<()> {
     let mut redis = Redis::start(&dir)?;
     let redcast = Redcast::start(&cli.redcast, &cli.out, &redis.url())?;
     redcast.wait_ready(Duration::from_secs(30)).await?;
-    let base_fds = redcast.fds()?;
-    let base_rss = redcast.rss_kib()?;
+    let base = report::Baseline {
+        fds: redcast.fds()?,
+        rss_kib: redcast.rss_kib()?,
+        tasks: redcast.metric(report::TASKS).await?,
+    };
     eprintln!(
-        "redcast pid {} ready: {base_fds} fds, {base_rss} KiB",
-        redcast.pid
+        "redcast pid {} ready: {} fds, {} KiB",
+        redcast.pid, base.fds, base.rss_kib
     );
 
     let tally = Arc::new(Tally::default());
@@ -115,14 +118,13 @@ async fn main() -> anyhow::Result<()> {
 
     clients_stop.cancel();
     while clients.join_next().await.is_some() {}
-    let settled = settle(&redcast, base_fds).await;
+    let settled = settle(&redcast, &base).await;
     stop.cancel();
     let _ = publisher.await;
-    let outcome = Outcome::judge(&cli_params(&cli), base_fds, &samples, &settled, &tally);
+    let outcome = Outcome::judge(&cli_params(&cli), &base, &samples, &settled, &tally);
     let text = report::markdown(
         &cli_params(&cli),
-        base_fds,
-        base_rss,
+        &base,
         &samples,
         &settled,
         &tally,
@@ -235,11 +237,12 @@ async fn restart_redis(
 
 /// After every client left: waits (bounded) for the gauges to reach zero
 /// and the fds their baseline, and reads them.
-async fn settle(redcast: &Redcast, base_fds: usize) -> report::Settled {
+async fn settle(redcast: &Redcast, base: &report::Baseline) -> report::Settled {
     let start = Instant::now();
     loop {
         let s = report::Settled::read(redcast).await;
-        if (s.is_clean() && s.fds <= base_fds) || start.elapsed() > Duration::from_secs(60) {
+        let back = s.is_clean() && s.fds <= base.fds && s.tasks <= base.tasks;
+        if back || start.elapsed() > Duration::from_secs(60) {
             return report::Settled {
                 after: start.elapsed(),
                 ..s

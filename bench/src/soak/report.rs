@@ -6,6 +6,13 @@ use crate::procs::Redcast;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+/// redcast idle, before any client.
+pub struct Baseline {
+    pub fds: usize,
+    pub rss_kib: u64,
+    pub tasks: f64,
+}
+
 /// The run's parameters, for the report.
 pub struct Params {
     pub duration: Duration,
@@ -59,7 +66,12 @@ pub struct Settled {
     pub rss_kib: u64,
     /// (metric, value) for each gauge that must be back to zero.
     pub gauges: Vec<(&'static str, f64)>,
+    /// `redcast_connection_tasks`: must be back to its idle level.
+    pub tasks: f64,
 }
+
+/// The listener's task gauge (absent before redcast had it: reads 0).
+pub const TASKS: &str = "redcast_connection_tasks";
 
 const GAUGES: [&str; 4] = [
     "redcast_connections_open",
@@ -79,6 +91,7 @@ impl Settled {
             fds: r.fds().unwrap_or(usize::MAX),
             rss_kib: r.rss_kib().unwrap_or(0),
             gauges,
+            tasks: r.metric(TASKS).await.unwrap_or(f64::NAN),
         }
     }
 
@@ -98,11 +111,12 @@ pub struct Outcome {
 impl Outcome {
     pub fn judge(
         p: &Params,
-        base_fds: usize,
+        idle: &Baseline,
         samples: &[Sample],
         s: &Settled,
         tally: &Tally,
     ) -> Outcome {
+        let base_fds = idle.fds;
         let after: Vec<&Sample> = samples
             .iter()
             .filter(|x| x.t_s >= p.warmup.as_secs_f64())
@@ -123,6 +137,12 @@ impl Outcome {
             failures.push(format!(
                 "{} fds open after the run, {base_fds} before",
                 s.fds
+            ));
+        }
+        if s.tasks > idle.tasks {
+            failures.push(format!(
+                "{TASKS} = {} after every client left, {} idle",
+                s.tasks, idle.tasks
             ));
         }
         for (g, v) in &s.gauges {
@@ -152,14 +172,14 @@ fn mins(d: Duration) -> String {
 /// The report: parameters, verdict, then RSS and fds per minute.
 pub fn markdown(
     p: &Params,
-    base_fds: usize,
-    base_rss: u64,
+    base: &Baseline,
     samples: &[Sample],
     s: &Settled,
     tally: &Tally,
     o: &Outcome,
 ) -> String {
     let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let (base_fds, base_rss) = (base.fds, base.rss_kib);
     let mut out = format!(
         "Run: {} ({} warm-up), {} client slots over {} channels, {} msg/s, Redis restarted every {}, \
          SIGHUP every {}.\n\n| criterion | result |\n|---|---|\n",
