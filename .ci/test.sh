@@ -24,6 +24,12 @@ command -v npm >/dev/null 2>&1 || need+=(npm)
 # promtool lints a live /metrics scrape; lintian checks the .deb.
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v lintian >/dev/null 2>&1 || need+=(lintian)
+# The conformance run: python3 (summary, free ports), openssl (the TLS
+# agent's certificate); wstest itself runs on pyenv's Python 2.7.
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# cargo-fuzz builds libFuzzer (C++) through libfuzzer-sys.
+command -v c++ >/dev/null 2>&1 || need+=(g++)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "== installing: ${need[*]}"
   $SUDO apt-get update
@@ -46,11 +52,21 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --locked --workspace --all-targets
 
+echo "== dependency policy (deny.toml: bans, licenses, sources)"
+command -v cargo-deny >/dev/null 2>&1 || cargo install cargo-deny --locked --version 0.20.2
+cargo deny --locked check bans licenses sources
+
 echo "== client unit tests"
 node --test client/test/
 
 echo "== release build"
 cargo build --locked --release
+
+echo "== WebSocket conformance (Autobahn TestSuite sections 1-7 and 10, both write paths)"
+SECTIONS="1 2 3 4 5 6 7 10" REDCAST_BIN=target/release/redcast bash conformance/run.sh
+
+echo "== fuzzing (every cargo-fuzz target for 30 seconds)"
+bash fuzz/run.sh 30
 
 echo "== client end-to-end tests (headless Chromium, real redcast and Redis)"
 (cd client/e2e && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)

@@ -53,6 +53,9 @@ impl Readiness {
 pub struct Admin {
     pub readiness: Readiness,
     pub registry: Registry,
+    /// The public listener's tasks, counted into `connection_tasks` at
+    /// each scrape.
+    pub connection_tasks: (TaskTracker, prometheus_client::metrics::gauge::Gauge),
 }
 
 impl Admin {
@@ -109,6 +112,8 @@ impl Admin {
     /// OpenMetrics when the scraper asks for it (Prometheus does), else
     /// Prometheus text format 0.0.4 (curl, promtool, older agents).
     fn metrics(&self, headers: &hyper::HeaderMap) -> Response<Body> {
+        let (tasks, gauge) = &self.connection_tasks;
+        gauge.set(tasks.len() as i64);
         let mut body = String::new();
         if prometheus_client::encoding::text::encode(&mut body, &self.registry).is_err() {
             return text(StatusCode::INTERNAL_SERVER_ERROR, "metrics encoding failed");

@@ -158,6 +158,10 @@ impl Gateway {
         let admin = Arc::new(Admin {
             readiness,
             registry,
+            connection_tasks: (
+                self.sessions.clone(),
+                session.metrics.connection_tasks.clone(),
+            ),
         });
         Ok((session, admin))
     }

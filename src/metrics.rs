@@ -32,6 +32,10 @@ pub struct Metrics {
     pub connections_rejected: Family<Reason, Counter>,
     pub connections_closed: Family<Reason, Counter>,
     pub handshakes_pending: Gauge,
+    /// Tasks of the public listener (accept loop, handshakes, sessions,
+    /// SSE streams), read at each scrape: a leak shows as a level that
+    /// does not come back down when clients leave.
+    pub connection_tasks: Gauge,
     pub subscriptions: Gauge,
     pub channels_active: Gauge,
     pub redis_messages: Counter,
@@ -100,6 +104,11 @@ impl Metrics {
             "handshakes_pending",
             "Connections still in their handshake",
             self.handshakes_pending.clone(),
+        );
+        r.register(
+            "connection_tasks",
+            "Tasks of the public listener: accept loop, handshakes, sessions and streams",
+            self.connection_tasks.clone(),
         );
         r.register(
             "subscriptions",

@@ -37,6 +37,24 @@ async fn health_readiness_and_metrics() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_tasks_come_back_to_the_accept_loop_when_clients_leave() {
+    let redis = Redis::start();
+    let gw = gateway(&redis, &[]).await;
+    // Idle: only the accept loop.
+    assert_eq!(metric(&gw, "redcast_connection_tasks").await, 1.0);
+    let clients = [
+        subscribed_client(&gw, &["t"]).await,
+        subscribed_client(&gw, &["t", "u"]).await,
+    ];
+    assert!(metric(&gw, "redcast_connection_tasks").await >= 3.0);
+    drop(clients);
+    wait_until("tasks back to the accept loop", || async {
+        metric(&gw, "redcast_connection_tasks").await == 1.0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_speak_openmetrics_on_request_and_pass_promtool() {
     let redis = Redis::start();
     let gw = gateway(&redis, &[]).await;

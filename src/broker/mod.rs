@@ -10,7 +10,7 @@
 //! (batched, pipelined), PINGs, and checks delivery with its own probe
 //! ([`probe`]). On any failure a feed drops its link, marks its channels
 //! unconfirmed (readiness fails and names the node), reconnects with
-//! exponential backoff and full jitter, and resubscribes.
+//! exponential backoff jittered at every step, and resubscribes.
 //!
 //! Client publishes and probes go out on one command connection
 //! ([`publisher`]), routed the same way.
@@ -164,10 +164,15 @@ pub fn start(
     })
 }
 
-/// Exponential backoff with full jitter: uniform in `[min, min * 2^attempt]`,
-/// capped at `max`.
+/// Exponential backoff, jittered at every step: uniform in
+/// `[min, min * 2^(attempt + 1)]`, capped at `max`. The first retry after
+/// a lost connection is already spread over `[min, 2 * min]`, so instances
+/// that lost the same Redis do not come back in step; the cap bounds how
+/// long a restored Redis waits for its subscribers.
 pub fn backoff(attempt: u32, min: Duration, max: Duration) -> Duration {
-    let ceiling = min.saturating_mul(1u32 << attempt.min(16)).min(max);
+    let ceiling = min
+        .saturating_mul(1u32 << attempt.saturating_add(1).min(16))
+        .min(max);
     if ceiling <= min {
         return ceiling;
     }
@@ -185,6 +190,11 @@ mod tests {
             let d = backoff(attempt, min, max);
             assert!(d >= min && d <= max, "{attempt}: {d:?}");
         }
-        assert_eq!(backoff(0, min, max), min);
+        // The first retry is jittered too, within twice the minimum.
+        let first: Vec<Duration> = (0..200).map(|_| backoff(0, min, max)).collect();
+        assert!(first.iter().all(|d| *d >= min && *d <= 2 * min));
+        assert!(first.iter().any(|d| *d != first[0]), "jittered");
+        // Equal bounds leave nothing to draw.
+        assert_eq!(backoff(3, max, max), max);
     }
 }

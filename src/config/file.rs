@@ -24,6 +24,8 @@ pub const DEFAULT_DIRECT_WRITES: bool = true;
 /// Default for `server.worker_threads`: unset, meaning the number of cores
 /// available to the process (`std::thread::available_parallelism`).
 pub const DEFAULT_WORKER_THREADS: Option<usize> = None;
+/// Default for `server.conformance_echo`: off (`/echo` is a 404).
+pub const DEFAULT_CONFORMANCE_ECHO: bool = false;
 /// Default for `server.proxy_protocol`: off (no header is read from anyone).
 pub const DEFAULT_PROXY_PROTOCOL: bool = false;
 /// Default largest client frame (and client message) in bytes.
@@ -94,6 +96,8 @@ pub struct ServerSection {
     pub proxy_protocol: bool,
     /// Runtime worker threads (and fan-out shards); unset: one per core.
     pub worker_threads: Option<usize>,
+    /// Serve `GET /echo`, a WebSocket echo for conformance test suites.
+    pub conformance_echo: bool,
 }
 
 impl Default for ServerSection {
@@ -110,6 +114,7 @@ impl Default for ServerSection {
             direct_writes: DEFAULT_DIRECT_WRITES,
             proxy_protocol: DEFAULT_PROXY_PROTOCOL,
             worker_threads: DEFAULT_WORKER_THREADS,
+            conformance_echo: DEFAULT_CONFORMANCE_ECHO,
         }
     }
 }

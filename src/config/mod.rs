@@ -72,26 +72,53 @@ pub fn load(
     env: impl IntoIterator<Item = (String, String)>,
     overrides: &Overrides,
 ) -> Result<Settings, ConfigError> {
-    let mut table = match path {
+    let table = match path {
         Some(path) => read_table(path)?,
         None => toml::Table::new(),
     };
-    let from_env = apply_env(&mut table, env)?;
-    apply_overrides(&mut table, overrides);
     let origin = match path {
         Some(p) => format!("config {}", p.display()),
         None => "config (defaults, environment and flags)".to_string(),
     };
+    resolve(table, &origin, env, overrides)
+}
+
+/// [`load`] with the file's contents given as text (`origin` names it in
+/// errors): the same parsing, precedence and validation, without a file.
+pub fn load_str(
+    text: &str,
+    origin: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+    overrides: &Overrides,
+) -> Result<Settings, ConfigError> {
+    let table = parse_table(text, origin)?;
+    resolve(
+        table,
+        &format!("config {}", origin.display()),
+        env,
+        overrides,
+    )
+}
+
+/// Applies environment and flags to the file's table, then validates.
+fn resolve(
+    mut table: toml::Table,
+    origin: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+    overrides: &Overrides,
+) -> Result<Settings, ConfigError> {
+    let from_env = apply_env(&mut table, env)?;
+    apply_overrides(&mut table, overrides);
     let raw: FileConfig =
         serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
             invalid(
-                &origin,
+                origin,
                 &from_env,
                 e.path().to_string(),
                 e.into_inner().message().to_string(),
             )
         })?;
-    Settings::validate(raw).map_err(|(key, message)| invalid(&origin, &from_env, key, message))
+    Settings::validate(raw).map_err(|(key, message)| invalid(origin, &from_env, key, message))
 }
 
 /// Builds the error, naming the environment variable when one set the key.
@@ -117,6 +144,10 @@ fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
         path: path.to_owned(),
         source,
     })?;
+    parse_table(&text, path)
+}
+
+fn parse_table(text: &str, path: &Path) -> Result<toml::Table, ConfigError> {
     text.parse::<toml::Table>()
         .map_err(|e| ConfigError::Syntax {
             path: path.to_owned(),

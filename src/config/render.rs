@@ -106,6 +106,7 @@ impl Settings {
                 ("direct_writes", Value::Boolean(sv.direct_writes)),
                 ("proxy_protocol", Value::Boolean(sv.proxy_protocol)),
                 ("worker_threads", n(sv.worker_threads)),
+                ("conformance_echo", Value::Boolean(sv.conformance_echo)),
             ]),
         );
         t.insert("admin".into(), table([("listen", s(self.admin.listen))]));

@@ -50,6 +50,9 @@ pub struct ServerSettings {
     pub proxy_protocol: bool,
     /// Worker threads of the runtime, and fan-out shards (one each).
     pub worker_threads: usize,
+    /// `GET /echo` upgrades to a WebSocket that echoes every message
+    /// (for the Autobahn TestSuite); never meant for production.
+    pub conformance_echo: bool,
 }
 
 /// `[admin]`, validated.
@@ -133,6 +136,7 @@ impl Settings {
             direct_writes: raw.server.direct_writes,
             proxy_protocol: raw.server.proxy_protocol,
             worker_threads: worker_threads(raw.server.worker_threads)?,
+            conformance_echo: raw.server.conformance_echo,
         };
         if server.proxy_protocol && server.trusted_proxies.is_empty() {
             return Err(err(
@@ -166,6 +170,13 @@ impl Settings {
     /// Settings that work but deserve an operator's attention.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if self.server.conformance_echo {
+            out.push(
+                "server.conformance_echo = true: GET /echo echoes whatever any client sends; \
+                 this is for WebSocket conformance testing only, never for production"
+                    .into(),
+            );
+        }
         if self.channels.rules.is_empty() {
             out.push(
                 "no [[channels.rules]]: redcast runs OPEN, any client may subscribe to any valid \

@@ -239,8 +239,14 @@ pub fn encode_history(
     Frame::text(serde_json::to_string(&reply).unwrap_or_default())
 }
 
+/// Whether the payload can be embedded as it is: valid JSON, and valid
+/// UTF-8 throughout. Parsing from a `&str` matters: from bytes, serde_json
+/// skips ignored strings without checking their UTF-8, so JSON with a bad
+/// byte inside a string passed, and the envelope became a binary frame
+/// (found by fuzzing, fuzz/fuzz_targets/protocol.rs).
 fn is_json(payload: &[u8]) -> bool {
-    serde_json::from_slice::<serde::de::IgnoredAny>(payload).is_ok()
+    std::str::from_utf8(payload)
+        .is_ok_and(|text| serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok())
 }
 
 fn write_json_string(out: &mut Vec<u8>, s: &str) {

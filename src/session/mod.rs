@@ -53,6 +53,9 @@ pub struct SessionParams {
     pub outbox: Arc<Outbox>,
     /// Released when the session ends (connection-limit permits).
     pub guard: Box<dyn Send + Sync>,
+    /// `/echo` (`server.conformance_echo`): every text and binary message
+    /// goes back to the client through the outbox, nothing else happens.
+    pub echo: bool,
 }
 
 /// Why a session ends; becomes the close frame and a metric label.
@@ -107,6 +110,7 @@ struct Session<S> {
     /// When the token (plus leeway) runs out; moved by a refresh.
     expires: Instant,
     bucket: Bucket,
+    echo: bool,
     _guard: Box<dyn Send + Sync>,
 }
 
@@ -139,6 +143,7 @@ where
             last: Instant::now(),
             refused: 0,
         },
+        echo: params.echo,
         _guard: params.guard,
     };
     session.expires = session.expiry();
@@ -225,6 +230,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         self.last_seen = Instant::now();
         match msg {
+            Message::Text(_) | Message::Binary(_) if self.echo => self.echo_back(msg),
             Message::Text(_) | Message::Binary(_) if self.format == Format::Raw => {
                 Some(Ending::close(close::POLICY, "raw_mode_is_receive_only"))
             }
@@ -236,6 +242,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Message::Close(_) => Some(Ending::CLIENT_CLOSED),
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => None,
         }
+    }
+
+    /// Conformance echo: the message goes back as it came, through the
+    /// outbox like any frame (direct write on plain TCP, else the writer).
+    /// An overflow ends the session as slow at the next write.
+    fn echo_back(&mut self, msg: Message) -> Option<Ending> {
+        self.ctx.metrics.inbound_messages.inc();
+        let frame = match msg {
+            Message::Text(text) => Frame::Text(text),
+            Message::Binary(data) => Frame::Binary(data),
+            _ => return None,
+        };
+        self.outbox.push(frame);
+        None
     }
 
     /// Leaves every channel and sends the close frame when possible.

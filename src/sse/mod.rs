@@ -219,8 +219,9 @@ async fn send(
 
 /// One frame as an SSE event: each line of the text as a `data:` line, so
 /// that multi-line payloads arrive whole (EventSource joins them with \n);
-/// an `id:` first when it carries positions.
-fn encode_event(
+/// an `id:` first when it carries positions. A binary frame (raw mode)
+/// cannot be an event: it is counted and dropped.
+pub fn encode_event(
     out: &mut BytesMut,
     frame: &Frame,
     positions: &mut Positions,

@@ -4,6 +4,7 @@
 //! "Ready to accept connections" line, acks, /readyz), never on sleeps.
 #![allow(dead_code)]
 
+pub mod chaos;
 pub mod cli;
 pub mod cluster;
 pub mod durable;

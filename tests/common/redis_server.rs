@@ -124,6 +124,16 @@ impl Redis {
         }
     }
 
+    /// Stops the server cleanly (SIGTERM, as a service manager would):
+    /// Redis closes its clients and exits.
+    pub fn terminate(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) on our own child's pid, which is not reaped yet.
+            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }

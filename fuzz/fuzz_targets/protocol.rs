@@ -1,0 +1,70 @@
+//! Client frame parsing (`protocol::parse_request`) and the server frames
+//! built from untrusted bytes: a Redis payload becomes a JSON envelope
+//! that must always be valid JSON carrying the payload, and every frame's
+//! wire encoding must state its own length correctly.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use redcast::protocol::{self, Frame, Request};
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        requests(text);
+    }
+    envelope(data);
+});
+
+fn requests(text: &str) {
+    match protocol::parse_request(text) {
+        Ok(Request::Subscribe { channels, .. } | Request::Unsubscribe { channels, .. }) => {
+            assert!(!channels.is_empty(), "a (un)subscribe names channels");
+        }
+        Ok(_) => {}
+        // Every refusal becomes an error frame that must be valid JSON.
+        Err(e) => {
+            json(&protocol::encode_error(&e));
+        }
+    }
+}
+
+fn envelope(payload: &[u8]) {
+    let channel = String::from_utf8_lossy(&payload[..payload.len().min(16)]);
+    let frame = protocol::encode_message(&channel, payload);
+    let value = json(&frame);
+    assert_eq!(value["channel"].as_str(), Some(channel.as_ref()));
+    match std::str::from_utf8(payload) {
+        Ok(text) if serde_json::from_str::<serde_json::Value>(text).is_ok() => {}
+        // Not JSON: the payload travels as a string, lossily decoded.
+        _ => assert_eq!(
+            value["data"].as_str(),
+            Some(String::from_utf8_lossy(payload).as_ref())
+        ),
+    }
+    wire(&frame);
+    wire(&protocol::encode_raw(payload));
+}
+
+fn json(frame: &Frame) -> serde_json::Value {
+    let Frame::Text(text) = frame else {
+        panic!("JSON frames are text: {frame:?}")
+    };
+    serde_json::from_str(text.as_str()).expect("server frames are valid JSON")
+}
+
+/// RFC 6455 section 5.2: FIN set, no mask, the smallest length form.
+fn wire(frame: &Frame) {
+    let bytes = protocol::encode_wire(frame);
+    assert_eq!(bytes[0] & 0x80, 0x80, "FIN");
+    assert_eq!(bytes[1] & 0x80, 0, "server frames are not masked");
+    let (len, header) = match bytes[1] & 0x7f {
+        126 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
+        127 => (
+            u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize,
+            10,
+        ),
+        n => (n as usize, 2),
+    };
+    assert_eq!(len, frame.len());
+    assert_eq!(bytes.len(), header + len);
+    assert!(header == 2 || len >= 126, "smallest length form");
+}
