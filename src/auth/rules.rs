@@ -109,9 +109,18 @@ impl Rule {
         let Some(sub) = who.subject.as_deref().filter(|_| who.authenticated) else {
             return false;
         };
-        let pattern = self.template.replace("{sub}", &globset::escape(sub));
+        let pattern = self.template.replace("{sub}", &literal(sub));
         glob(&pattern).is_some_and(|g| g.is_match(channel))
     }
+}
+
+/// `text` as a glob that matches exactly itself. `globset::escape` wraps
+/// `?*[]{}` in brackets but leaves `\`, which globset reads as an escape on
+/// Unix: the subject `x\*` became `x\[*]`, a wildcard between literal
+/// brackets, and reached other subjects' channels (found by fuzzing,
+/// fuzz/fuzz_targets/channels.rs). A backslash is doubled first.
+fn literal(text: &str) -> String {
+    globset::escape(&text.replace('\\', "\\\\"))
 }
 
 #[cfg(test)]
@@ -166,6 +175,17 @@ mod tests {
         let rules = Rules::new(&[rule("user.{sub}", Access::Authenticated, Access::Nobody)]);
         assert!(!rules.allows(&user("*"), "user.42", Action::Subscribe));
         assert!(rules.allows(&user("*"), "user.*", Action::Subscribe));
+    }
+
+    /// Fuzzing regression: a backslash in a subject escaped the bracket
+    /// that `globset::escape` put around the next metacharacter.
+    #[test]
+    fn subject_backslashes_are_literal() {
+        let rules = Rules::new(&[rule("user.{sub}", Access::Authenticated, Access::Nobody)]);
+        assert!(!rules.allows(&user("x\\*"), "user.x[other]", Action::Subscribe));
+        assert!(rules.allows(&user("x\\*"), "user.x\\*", Action::Subscribe));
+        // A trailing backslash no longer makes the pattern invalid.
+        assert!(rules.allows(&user("a{\\"), "user.a{\\", Action::Subscribe));
     }
 
     #[test]

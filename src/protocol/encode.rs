@@ -253,3 +253,36 @@ fn write_json_string(out: &mut Vec<u8>, s: &str) {
     // Writing a &str into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
 }
+
+/// Regressions found by fuzzing (fuzz/fuzz_targets/protocol.rs).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(f: &Frame) -> &str {
+        match f {
+            Frame::Text(t) => t.as_str(),
+            Frame::Binary(_) => panic!("expected a text frame"),
+        }
+    }
+
+    /// JSON with a bad UTF-8 byte inside a string is
+    /// not embedded (it became a binary frame); it travels as a string.
+    #[test]
+    fn json_with_invalid_utf8_in_a_string_is_quoted() {
+        assert_eq!(
+            text(&encode_message("a", b"{\"k\":\"\xaf\"}", None)),
+            "{\"type\":\"message\",\"channel\":\"a\",\"data\":\"{\\\"k\\\":\\\"\u{fffd}\\\"}\"}"
+        );
+    }
+
+    /// A number beyond f64 is valid JSON (browsers read
+    /// Infinity), so it is embedded as published, like any JSON.
+    #[test]
+    fn json_numbers_beyond_f64_are_embedded_verbatim() {
+        assert_eq!(
+            text(&encode_message("a", b"4444e4444", None)),
+            r#"{"type":"message","channel":"a","data":4444e4444}"#
+        );
+    }
+}
