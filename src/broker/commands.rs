@@ -141,7 +141,15 @@ impl Commands {
             },
         };
         let client = client(&self.settings, node.as_ref())?;
-        Ok(Conn::Node(client.get_multiplexed_async_connection().await?))
+        // redis-rs answers a command with an error after 500 ms unless
+        // told otherwise; a history read waiting behind others, or a
+        // publish in a burst, may take longer without anything being
+        // wrong: give each command `redis.timeout`, as the cluster client.
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.settings.timeout))
+            .set_response_timeout(Some(self.settings.timeout));
+        let conn = client.get_multiplexed_async_connection_with_config(&config).await?;
+        Ok(Conn::Node(conn))
     }
 
     async fn cluster(&self) -> redis::RedisResult<ClusterConnection> {
