@@ -176,7 +176,7 @@ impl Connector {
         ))
     }
 
-    async fn connect_once(&self, url: &str) -> anyhow::Result<WebSocketStream<Io>> {
+    pub async fn connect_once(&self, url: &str) -> anyhow::Result<WebSocketStream<Io>> {
         let _permit = self.gate.acquire().await?;
         let n = self.attempts.fetch_add(1, Ordering::Relaxed);
         let socket = TcpSocket::new_v4()?;
