@@ -6,7 +6,8 @@
 OUT_DIR holds the JSON reports (<case>-<target>.json) and the side files
 that run-all.sh leaves there (commands.txt, perf-top.txt, syscalls-*.txt,
 nchan-pubsub-channels.txt, nginx.conf, redcast.toml, cluster-nodes.txt).
-The Redis Cluster section is written by render_cluster.py.
+The Redis Cluster section is written by render_cluster.py, the durable
+channels' one by render_durable.py.
 """
 import datetime
 import json
@@ -428,6 +429,11 @@ import render_cores_tls  # noqa: E402 - beside this file
 render_cores_tls.section(w, load, num, ms_or_us, get, lat, cpu_us)
 
 render_cluster.section(w, load, text, sorted(os.listdir(out_dir)), num, ms_or_us, get)
+
+# --- Durable channels (bench/durable.sh) -------------------------------------------
+import render_durable  # noqa: E402 - beside this file
+
+render_durable.section(w, load, text, sorted(os.listdir(out_dir)), num, ms_or_us, get)
 
 # --- Nchan through Redis --------------------------------------------------------
 pubsub = text("nchan-pubsub-channels.txt")

@@ -12,7 +12,9 @@
 #   PROFILE=0      skip the perf/strace profile of redcast (default 1)
 #   ONLY="a b"     run only these cases (names below; "profile" for the
 #                  profiling runs; "cluster" for the Redis Cluster cases of
-#                  bench/cluster.sh), e.g. into an existing OUT to redo some
+#                  bench/cluster.sh; "durable" for bench/durable.sh, which
+#                  then rewrites only its section of DOC), e.g. into an
+#                  existing OUT to redo some
 #   REDCAST_BIN    use this redcast binary instead of building the work tree
 #   REDCAST_COMMIT the commit it was built from, for the report
 #
@@ -37,7 +39,8 @@ started=$(date +%s)
 # own ~19,000 sockets. Raise the soft limit for everything started below.
 ulimit -n "$(ulimit -Hn)"
 
-BENCH="$ROOT/target/release/redcast-bench"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+BENCH="$TARGET_DIR/release/redcast-bench"
 if [ -n "${REDCAST_BIN:-}" ]; then
   # A redcast built elsewhere (e.g. from a clean checkout of a commit).
   echo "== building the load generator; redcast is $REDCAST_BIN" >&2
@@ -46,7 +49,7 @@ if [ -n "${REDCAST_BIN:-}" ]; then
 else
   echo "== building release binaries" >&2
   cargo build --release -p redcast -p redcast-bench >&2
-  REDCAST="$ROOT/target/release/redcast"
+  REDCAST="$TARGET_DIR/release/redcast"
 fi
 echo "$REDCAST" >"$OUT/redcast-binary.txt"
 echo "${REDCAST_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null)}" >"$OUT/redcast-commit.txt"
@@ -73,6 +76,7 @@ RC_REDIS_URL=""
 RC_EXTRA_ENV=()
 AUX_ARGS=(--aux-pid "$REDIS_PID")
 source bench/cluster.sh
+source bench/durable.sh
 
 cleanup() {
   if [ -n "$REDCAST_PID" ]; then kill -TERM "$REDCAST_PID" 2>/dev/null || true; fi
@@ -89,9 +93,9 @@ done
 redis-cli -p "$REDIS_PORT" ping >/dev/null
 
 # --- Nchan: install (apt-get) once and check it starts ---------------------
-# (not for ONLY=cluster, which runs redcast alone)
+# (not for ONLY=cluster or durable, which run redcast alone)
 NCHAN_PORT=$(free_port)
-if ! [[ "$ONLY" =~ ^\ *cluster\ *$ ]]; then
+if ! [[ "$ONLY" =~ ^(\ *(cluster|durable)[a-z0-9-]*\ *)+$ ]]; then
   NCHAN_DIR=$(REDIS_PORT=$REDIS_PORT NCHAN_PORT=$NCHAN_PORT bench/nchan/setup.sh)
   cp "$NCHAN_DIR/nginx.conf" "$OUT/nginx.conf"
   bench/nchan/teardown.sh "$NCHAN_DIR"
@@ -333,6 +337,9 @@ RC_DIRECT=0 run_case mixed-queued redcast --scenario mixed --clients 2000 --chan
 # Redis Cluster: sharded against classic pub/sub (bench/cluster.sh).
 cluster_cases
 
+# Durable channels: publish cost and recovery storm (bench/durable.sh).
+durable_cases
+
 # --- profiles: redcast at (a) and (b), Nchan at (a), both in a storm --------
 delivered_total() { # redcast's frames delivered so far (Nchan: none)
   if [ -n "$REDCAST_PID" ]; then
@@ -414,5 +421,9 @@ if [ "$PROFILE" = 1 ] && { [ -z "$ONLY" ] || [[ " $ONLY " == *" profile "* ]]; }
 fi
 
 finished=$(date +%s)
-python3 bench/render.py "$OUT" "$DOC" "$((finished - started))"
+if [[ "$ONLY" =~ ^(\ *durable[a-z0-9-]*\ *)+$ ]]; then
+  python3 bench/render_durable.py "$OUT" "$DOC"
+else
+  python3 bench/render.py "$OUT" "$DOC" "$((finished - started))"
+fi
 echo "== wrote $DOC ($((finished - started)) s); raw results in $OUT" >&2

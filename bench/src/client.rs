@@ -184,7 +184,7 @@ impl Connector {
         ))
     }
 
-    async fn connect_once(
+    pub async fn connect_once(
         &self,
         url: &str,
         tls: Option<&TlsConnector>,

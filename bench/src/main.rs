@@ -12,6 +12,7 @@
 
 mod client;
 mod cluster;
+mod durable;
 mod payload;
 mod procfs;
 mod publish;
@@ -46,6 +47,10 @@ enum Scenario {
     ConnectStorm,
     /// Connect all, then all drop and come back: time until all resubscribed.
     ReconnectStorm,
+    /// Durable channels: PUBLISH against FCALL redcast_publish (durable/).
+    DurablePublish,
+    /// Durable channels: clients that missed messages all resume at once.
+    DurableStorm,
 }
 
 #[derive(Parser, Debug)]
@@ -159,6 +164,8 @@ struct Cli {
     /// Seconds between progress lines on stderr.
     #[arg(long, default_value_t = 2.0)]
     progress: f64,
+    #[command(flatten)]
+    durable: durable::Args,
 }
 
 /// Scheme, host and port of a ws://, wss://, http:// or redis:// URL.
@@ -307,6 +314,9 @@ async fn run(cli: &Cli, nofile: (u64, u64), pub_rt: Handle) -> anyhow::Result<()
         Scenario::Broadcast => cli.channels.unwrap_or(1),
         Scenario::Idle => cli.channels.unwrap_or(0),
         Scenario::ConnectStorm | Scenario::ReconnectStorm => cli.channels.unwrap_or(100),
+        Scenario::DurablePublish | Scenario::DurableStorm => {
+            return durable::run(cli, pub_rt).await
+        }
     };
     if channels == 0 && cli.target == Target::Nchan {
         bail!("Nchan subscribers need a channel: use --channels 1 or more");

@@ -148,7 +148,9 @@ impl Commands {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.settings.timeout))
             .set_response_timeout(Some(self.settings.timeout));
-        let conn = client.get_multiplexed_async_connection_with_config(&config).await?;
+        let conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
         Ok(Conn::Node(conn))
     }
 
