@@ -11,7 +11,9 @@
 #   DURATION=3m WARMUP=1m bash bench/soak.sh  # a short smoke run (report in $OUT only)
 #
 # Extra arguments go to redcast-soak (see `redcast-soak --help`), e.g.
-# `--clients 1000 --rate 200`. Loopback only; every wait is bounded.
+# `--clients 1000 --rate 200`. REDCAST_BIN: test this redcast binary
+# instead of building the work tree (REDCAST_COMMIT names its commit in
+# the doc). Loopback only; every wait is bounded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${DURATION:-30m}"
@@ -22,9 +24,15 @@ OUT="${OUT:-$TARGET/soak}"
 if [ "$DURATION" = 30m ]; then DOC="${DOC:-docs/soak.md}"; else DOC="${DOC:-}"; fi
 # 5,000 client sockets in one process and 5,000 more in redcast.
 ulimit -n "$(ulimit -Hn)"
-cargo build --locked --release -p redcast -p redcast-bench >&2
+if [ -n "${REDCAST_BIN:-}" ]; then
+  cargo build --locked --release -p redcast-bench >&2
+else
+  cargo build --locked --release -p redcast -p redcast-bench >&2
+  REDCAST_BIN="$TARGET/release/redcast"
+fi
+COMMIT="${REDCAST_COMMIT:-$(git rev-parse --short HEAD)}"
 set +e
-"$TARGET/release/redcast-soak" --redcast "$TARGET/release/redcast" \
+"$TARGET/release/redcast-soak" --redcast "$REDCAST_BIN" \
   --duration "$DURATION" --warmup "$WARMUP" --out "$OUT" "$@"
 status=$?
 set -e
@@ -36,9 +44,11 @@ if [ -n "$DOC" ] && [ -f "$OUT/report.md" ]; then
     echo "\`redcast-soak\` (bench/src/soak/) drives it. Regenerate with"
     echo "\`bash bench/soak.sh\` (about 32 minutes; \`DURATION=3m WARMUP=1m\` for a"
     echo "smoke run). Machine: $(nproc) cores, shared with other builds during the run;"
-    echo "commit $(git rev-parse --short HEAD)."
+    echo "redcast at commit $COMMIT."
     echo
-    echo "Payloads carry a per-channel sequence number and a phase: phases are odd"
+    echo "Payloads carry a per-channel sequence number, the count of that channel's"
+    echo "publishes that failed so far (a gap they explain is the publisher's), and"
+    echo "a phase: phases are odd"
     echo "while Redis is left alone and even from 0.5 s before a restart until"
     echo "0.5 s after redcast is ready again. A gap in one channel's sequence"
     echo "within an odd phase, on a client subscribed across it, is a lost message;"

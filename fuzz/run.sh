@@ -18,13 +18,13 @@ export RUSTC_BOOTSTRAP=1
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --version 0.13.2
 LOGS="${LOGS:-${CARGO_TARGET_DIR:-target}/fuzz-logs}"
 mkdir -p "$LOGS"
-cargo fuzz build --release >&2
+cargo fuzz build >&2
 failed=0
 for t in $TARGETS; do
   mkdir -p "fuzz/corpus/$t" "fuzz/seeds/$t"
   log="$LOGS/$t.log"
   set +e
-  cargo fuzz run --release "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
+  cargo fuzz run "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
     -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -max_len=8192 -print_final_stats=1 \
     >"$log" 2>&1
   rc=$?

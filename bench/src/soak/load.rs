@@ -48,7 +48,11 @@ pub async fn publish(
         Err(_) => return,
     };
     let mut seq = vec![0u64; channels];
+    let mut failed = vec![0u64; channels];
     let mut conn = None;
+    // A reply may be late on a loaded machine: only a dead link fails.
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
     let tick = Duration::from_millis(10);
     let per_tick = rate * tick.as_secs_f64();
     let mut owed = 0.0;
@@ -60,13 +64,18 @@ pub async fn publish(
         while owed >= 1.0 {
             owed -= 1.0;
             if conn.is_none() {
-                conn = client.get_multiplexed_async_connection().await.ok();
+                conn = client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .ok();
             }
             let c = next % channels;
             next += 1;
             seq[c] += 1;
-            let payload = format!("{}:{}", tally.phase.load(Ordering::SeqCst), seq[c]);
+            let phase = tally.phase.load(Ordering::SeqCst);
+            let payload = format!("{phase}:{}:{}", seq[c], failed[c]);
             let Some(link) = conn.as_mut() else {
+                failed[c] += 1;
                 tally.publish_errors.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
@@ -79,6 +88,7 @@ pub async fn publish(
                 Ok(_) => tally.published.fetch_add(1, Ordering::Relaxed),
                 Err(_) => {
                     conn = None;
+                    failed[c] += 1;
                     tally.publish_errors.fetch_add(1, Ordering::Relaxed)
                 }
             };
@@ -139,7 +149,7 @@ async fn session(slot: Slot, tally: &Tally, stop: &CancellationToken) -> anyhow:
         ),
     ];
     let mut sent = 0;
-    let mut seen: HashMap<String, (u64, u64)> = HashMap::new();
+    let mut seen: HashMap<String, Mark> = HashMap::new();
     let end = start + hold;
     loop {
         let due = requests.get(sent).map_or(end, |(at, _)| start + *at);
@@ -164,7 +174,7 @@ async fn session(slot: Slot, tally: &Tally, stop: &CancellationToken) -> anyhow:
 }
 
 /// Checks one frame's place in its channel's sequence.
-fn note(text: &str, seen: &mut HashMap<String, (u64, u64)>, tally: &Tally) {
+fn note(text: &str, seen: &mut HashMap<String, Mark>, tally: &Tally) {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
         return;
     };
@@ -182,20 +192,32 @@ fn note(text: &str, seen: &mut HashMap<String, (u64, u64)>, tally: &Tally) {
     tally.delivered.fetch_add(1, Ordering::Relaxed);
     let channel = v["channel"].as_str().unwrap_or_default().to_string();
     let data = v["data"].as_str().unwrap_or_default();
-    let Some((phase, seq)) = data
-        .split_once(':')
-        .and_then(|(p, s)| Some((p.parse::<u64>().ok()?, s.parse::<u64>().ok()?)))
+    let mut fields = data.split(':').map(|f| f.parse::<u64>().ok());
+    let (Some(Some(phase)), Some(Some(seq)), Some(Some(failed))) =
+        (fields.next(), fields.next(), fields.next())
     else {
         return;
     };
-    if let Some(&(last_phase, last)) = seen.get(&channel) {
-        if last_phase == phase && phase % 2 == 1 {
-            if seq <= last {
+    let now = Mark { phase, seq, failed };
+    if let Some(last) = seen.get(&channel) {
+        if last.phase == phase && phase % 2 == 1 {
+            // Messages the publisher failed to send are not redcast's loss.
+            let unsent = failed.saturating_sub(last.failed);
+            if seq <= last.seq {
                 tally.duplicates.fetch_add(1, Ordering::Relaxed);
-            } else if seq > last + 1 {
-                tally.lost.fetch_add(seq - last - 1, Ordering::Relaxed);
+            } else if seq > last.seq + 1 + unsent {
+                tally
+                    .lost
+                    .fetch_add(seq - last.seq - 1 - unsent, Ordering::Relaxed);
             }
         }
     }
-    seen.insert(channel, (phase, seq));
+    seen.insert(channel, now);
+}
+
+/// Where a channel's sequence stood at the last message seen.
+pub struct Mark {
+    phase: u64,
+    seq: u64,
+    failed: u64,
 }

@@ -205,6 +205,10 @@ pub fn markdown(
         gauges.join(", ")
     );
     out += &format!(
+        "| `{TASKS}`: idle before, after every client left | {}, {} |\n",
+        base.tasks, s.tasks
+    );
+    out += &format!(
         "| lost in phases without a restart | {} (duplicates {}) |\n",
         n(&tally.lost),
         n(&tally.duplicates)
