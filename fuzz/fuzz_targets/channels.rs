@@ -8,7 +8,7 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use redcast::auth::{Action, Identity, Rules};
-use redcast::config::{self, Access, Overrides, RuleSection, MAX_CHANNEL_NAME_BYTES};
+use redcast::config::{self, Access, ChannelRule, Overrides, MAX_CHANNEL_NAME_BYTES};
 use std::sync::OnceLock;
 
 #[derive(Arbitrary, Debug)]
@@ -38,11 +38,12 @@ fn identity(subject: &str, claims: Vec<String>) -> Identity {
     }
 }
 
-fn rule(pattern: String, subscribe: Access) -> RuleSection {
-    RuleSection {
+fn rule(pattern: String, subscribe: Access) -> ChannelRule {
+    ChannelRule {
         pattern,
         subscribe,
         publish: Access::Token,
+        retention: None,
     }
 }
 

@@ -44,7 +44,7 @@ struct Envelope<'a> {
 
 fn envelope(payload: &[u8]) {
     let channel = String::from_utf8_lossy(&payload[..payload.len().min(16)]);
-    let frame = protocol::encode_message(&channel, payload);
+    let frame = protocol::encode_message(&channel, payload, None);
     let Frame::Text(text) = &frame else {
         panic!("envelopes are text frames: {frame:?}")
     };
