@@ -258,13 +258,7 @@ fn write_json_string(out: &mut Vec<u8>, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn text(f: &Frame) -> &str {
-        match f {
-            Frame::Text(t) => t.as_str(),
-            Frame::Binary(_) => panic!("expected a text frame"),
-        }
-    }
+    use crate::protocol::tests::text;
 
     /// JSON with a bad UTF-8 byte inside a string is
     /// not embedded (it became a binary frame); it travels as a string.

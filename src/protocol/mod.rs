@@ -196,7 +196,8 @@ pub use position::{frame_positions, Position, MAX_EPOCH_BYTES};
 mod tests {
     use super::*;
 
-    fn text(f: &Frame) -> &str {
+    /// A text frame's text (shared with `encode`'s tests).
+    pub(super) fn text(f: &Frame) -> &str {
         match f {
             Frame::Text(t) => t.as_str(),
             Frame::Binary(_) => panic!("binary"),
