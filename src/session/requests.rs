@@ -206,16 +206,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         payload: Vec<u8>,
     ) -> Result<(), RequestError> {
         let live = self.ctx.live.load();
-        if !live.settings.channels.is_valid_name(&channel) {
-            return Err(invalid_channels(id, vec![channel]));
-        }
-        if !live
-            .policy
-            .allows(&self.identity, &channel, Action::Publish)
-        {
-            let e = RequestError::new(id, ErrorCode::Forbidden, "not allowed to publish");
-            return Err(e.with_channels(vec![channel]));
-        }
+        let (id, channel) = self.may(id, channel, Action::Publish, "not allowed to publish")?;
         let durable = live.policy.rules.retention(&channel).is_some();
         let redis_channel = format!("{}{}", live.settings.redis.channel_prefix, channel);
         let job = Job {
@@ -238,16 +229,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         limit: Option<u64>,
     ) -> Result<(), RequestError> {
         let live = self.ctx.live.load();
-        if !live.settings.channels.is_valid_name(&channel) {
-            return Err(invalid_channels(id, vec![channel]));
-        }
-        if !live
-            .policy
-            .allows(&self.identity, &channel, Action::Subscribe)
-        {
-            let e = RequestError::new(id, ErrorCode::Forbidden, "not allowed to read this channel");
-            return Err(e.with_channels(vec![channel]));
-        }
+        let refusal = "not allowed to read this channel";
+        let (id, channel) = self.may(id, channel, Action::Subscribe, refusal)?;
         let Some(retention) = live.policy.rules.retention(&channel) else {
             let e = RequestError::new(id, ErrorCode::NotDurable, "the channel keeps no history");
             return Err(e.with_channels(vec![channel]));
@@ -269,6 +252,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             limit.min(retention.size),
         );
         Ok(())
+    }
+
+    /// A request on one channel: a valid name, and `action` allowed.
+    fn may(
+        &self,
+        id: Option<String>,
+        channel: String,
+        action: Action,
+        refusal: &str,
+    ) -> Result<(Option<String>, String), RequestError> {
+        let live = self.ctx.live.load();
+        if !live.settings.channels.is_valid_name(&channel) {
+            return Err(invalid_channels(id, vec![channel]));
+        }
+        if !live.policy.allows(&self.identity, &channel, action) {
+            let e = RequestError::new(id, ErrorCode::Forbidden, refusal);
+            return Err(e.with_channels(vec![channel]));
+        }
+        Ok((id, channel))
     }
 
     /// Replaces the token before it expires; the subject must not change.
