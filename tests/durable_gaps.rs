@@ -78,14 +78,7 @@ async fn messages_published_while_the_link_was_down_arrive_when_it_is_back() {
     }
     // Cut redcast's pub/sub connection: it resubscribes, and the catch-up
     // fills 2..=5 with no further publish.
-    let mut conn = redis.conn().await;
-    let _: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    redis.kill_pubsub_clients().await;
     expect_offsets(&mut ws, 2..=5).await;
     send_json(&mut ws, json!({"type":"ping","id":"p"})).await;
     assert_eq!(recv_json(&mut ws).await, json!({"type":"pong","id":"p"}));

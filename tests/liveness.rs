@@ -60,14 +60,7 @@ async fn killed_pubsub_client_is_replaced() {
     let gw = gateway(&redis, &env).await;
     let mut ws = subscribed_client(&gw, &["kill"]).await;
     wait_until("ready", || ready(&gw)).await;
-    let mut conn = redis.conn().await;
-    let killed: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let killed = redis.kill_pubsub_clients().await;
     assert_eq!(killed, 1, "one pub/sub connection per process");
     wait_until("resubscribed", || async { redis.numsub("kill").await == 1 }).await;
     wait_until("ready", || ready(&gw)).await;

@@ -71,14 +71,15 @@ pub fn frame_positions(text: &str) -> Vec<(String, Position)> {
 /// `encode_message` appends (an epoch never needs escaping, so a tail
 /// inside `data` could not end the frame this way).
 fn message_position(rest: &str) -> Option<(String, Position)> {
-    let mut strings = serde_json::Deserializer::from_str(rest).into_iter::<String>();
-    let channel = strings.next()?.ok()?;
+    // The tail first: most frames have none, and it costs no parsing.
     let (head, epoch) = rest.strip_suffix("\"}")?.rsplit_once(r#","epoch":""#)?;
     let (_, offset) = head.rsplit_once(r#","offset":"#)?;
     if !offset.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Some((channel, Position::new(offset.parse().ok()?, epoch)?))
+    let position = Position::new(offset.parse().ok()?, epoch)?;
+    let mut strings = serde_json::Deserializer::from_str(rest).into_iter::<String>();
+    Some((strings.next()?.ok()?, position))
 }
 
 /// `since`: channel name to `{"offset":..,"epoch":..}`.

@@ -154,6 +154,18 @@ impl Redis {
             .unwrap()
     }
 
+    /// Cuts every pub/sub connection (`CLIENT KILL TYPE pubsub`); how many.
+    pub async fn kill_pubsub_clients(&self) -> i64 {
+        let mut c = self.conn().await;
+        redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query_async(&mut c)
+            .await
+            .unwrap()
+    }
+
     /// Subscribers Redis counts on a channel (redcast holds at most one).
     pub async fn numsub(&self, channel: &str) -> i64 {
         let mut c = self.conn().await;
