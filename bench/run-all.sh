@@ -315,6 +315,9 @@ NCHAN_WORKERS=2 run_case reconnect-storm nchan --scenario reconnect-storm --clie
 RC_TLS=1 run_case a-fanout-40-tls redcast --scenario broadcast --clients 5000 --channels 10 --rate 40 --duration 10
 NCHAN_TLS=1 run_case a-fanout-40-tls nchan --scenario broadcast --clients 5000 --channels 10 --rate 40 --duration 10
 RC_TLS=1 RC_DIRECT=0 run_case a-fanout-40-tls-queued redcast --scenario broadcast --clients 5000 --channels 10 --rate 40 --duration 10
+# Idle wss:// memory with rustls's whole connection kept (the queued path,
+# direct writes off) against the record-layer hand-over (default).
+RC_TLS=1 RC_DIRECT=0 run_case c-idle-19k-tls-queued redcast --scenario idle --clients 19000 --channels 0 --settle 3
 RC_TLS=1 run_case e-connect-storm-tls redcast --scenario connect-storm --clients 19000 --channels 100
 NCHAN_TLS=1 NCHAN_WORKERS=2 run_case e-connect-storm-tls nchan --scenario connect-storm --clients 19000 --channels 100
 RC_TLS=1 run_case reconnect-storm-tls redcast --scenario reconnect-storm --clients 19000 --channels 100

@@ -7,13 +7,13 @@
 # fuzz/artifacts/<target>/ and fails the run. Prints one line per target:
 # executions, coverage, corpus size.
 #
-#   bash fuzz/run.sh          # 6 targets x 10 minutes
-#   bash fuzz/run.sh 30       # 6 targets x 30 seconds (CI)
+#   bash fuzz/run.sh          # 7 targets x 10 minutes
+#   bash fuzz/run.sh 30       # 7 targets x 30 seconds (CI)
 #   TARGETS="config sse" bash fuzz/run.sh 60
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH="${1:-600}"
-TARGETS="${TARGETS:-protocol handshake config token channels sse}"
+TARGETS="${TARGETS:-protocol handshake config token channels sse records}"
 export RUSTC_BOOTSTRAP=1
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --version 0.13.2
 LOGS="${LOGS:-${CARGO_TARGET_DIR:-target}/fuzz-logs}"

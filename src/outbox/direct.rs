@@ -249,7 +249,7 @@ impl AsyncRead for WireIo {
         let this = self.get_mut();
         match &mut this.read {
             Source::Plain(read) => Pin::new(read).poll_read(cx, buf),
-            Source::Tls(link) => link.poll_read(&this.outbox, cx, buf),
+            Source::Tls(link) => link.poll_read(cx, buf),
         }
     }
 }

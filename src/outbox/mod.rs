@@ -22,9 +22,11 @@
 //! larger than the bound does not make every subscriber "slow".
 
 mod direct;
+pub mod records;
 mod tls;
 
 pub use direct::{Socket, WireIo};
+pub use records::Records;
 pub use tls::TlsLink;
 
 use crate::protocol::{self, Frame};

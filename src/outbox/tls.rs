@@ -1,93 +1,54 @@
 //! Direct mode over TLS: the shard encrypts a client's queued frames
 //! itself and writes the records to the socket, as it writes plain ones.
 //!
-//! The rustls connection sits behind a mutex shared by the writers (under
-//! the outbox lock, so frames stay in order) and the session task, which
-//! reads and decrypts the client's requests through [`TlsLink::poll_read`].
-//! A write hands up to [`super::direct::MAX_IOVECS`] queued frames to
-//! rustls in one vectored call, so several frames share a TLS record
-//! (at most 16 KiB each) and the records leave in one `writev`: no copy per
+//! The connection's record layer ([`Records`], TLS 1.3 after the
+//! handshake) sits behind a mutex shared by the writers (under the outbox
+//! lock, so frames stay in order) and the session task, which reads and
+//! decrypts the client's requests through [`TlsLink::poll_read`]. A write
+//! hands up to [`super::direct::MAX_IOVECS`] queued frames to the record
+//! layer in one call, so several frames share a TLS record (at most
+//! 16 KiB each) and the records leave in one `writev`: no copy per
 //! subscriber besides the encryption itself. Encrypted bytes the socket
-//! did not take wait inside rustls (bounded by its buffer limit); nothing
+//! did not take wait in the record layer (at most
+//! [`super::records::OUT_LIMIT`]); nothing
 //! more is encrypted until they are gone.
 
 use super::direct::{advance, wire_slices};
-use super::{Outbox, Queue};
+use super::records::{Read, Records};
+use super::Queue;
 use bytes::Bytes;
-use rustls::ServerConnection;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice};
 use std::sync::{Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
 use tokio::io::ReadBuf;
 use tokio::net::TcpStream;
 
-/// Encrypted bytes rustls may hold for a client that does not read
-/// (rustls's own default: 64 KiB); above it a write waits in the outbox.
-pub const TLS_BUFFER_LIMIT: usize = 64 * 1024;
-
 /// A TLS connection after its handshake, shared by its reader (the
 /// session) and its writers (the shard, replies from the session).
 pub struct TlsLink {
     tcp: TcpStream,
-    conn: Mutex<ServerConnection>,
-}
-
-/// The socket as `std::io` sees it, never blocking (`WouldBlock` instead).
-struct Nonblocking<'a>(&'a TcpStream);
-
-impl Read for Nonblocking<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.try_read(buf)
-    }
-}
-
-impl Write for Nonblocking<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.try_write(buf)
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.0.try_write_vectored(bufs)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
+    records: Mutex<Records>,
 }
 
 impl TlsLink {
     /// Takes over a connection whose handshake is done.
-    pub fn new(tcp: TcpStream, mut conn: ServerConnection) -> Self {
-        conn.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
+    pub fn new(tcp: TcpStream, records: Records) -> Self {
         Self {
             tcp,
-            conn: Mutex::new(conn),
+            records: Mutex::new(records),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, ServerConnection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Writes records rustls holds; `Ok(false)` when the socket is full.
-    fn send_records(&self, conn: &mut ServerConnection) -> io::Result<bool> {
-        while conn.wants_write() {
-            match conn.write_tls(&mut Nonblocking(&self.tcp)) {
-                Ok(0) => return Ok(false),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(true)
+    fn lock(&self) -> MutexGuard<'_, Records> {
+        self.records.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Encrypts and writes `bytes` now as far as possible; returns what
-    /// rustls did not take (`None`: all of it). A failure marks `q` broken.
+    /// the record layer did not take (`None`: all of it). A failure marks `q` broken.
     pub(super) fn try_send(&self, bytes: &Bytes, q: &mut Queue) -> Option<Bytes> {
-        let mut conn = self.lock();
-        let taken = conn.writer().write(bytes).and_then(|n| {
-            self.send_records(&mut conn)?;
+        let mut records = self.lock();
+        let taken = records.encrypt(&[IoSlice::new(bytes)]).and_then(|n| {
+            records.write_out(&self.tcp)?;
             Ok(n)
         });
         match taken {
@@ -105,13 +66,13 @@ impl TlsLink {
 
     /// Encrypts and writes as much of the queue as the socket takes.
     pub(super) fn write_queued(&self, q: &mut Queue) -> io::Result<()> {
-        let mut conn = self.lock();
+        let mut records = self.lock();
         loop {
             // Records already made go first: the stream stays in order.
-            if !self.send_records(&mut conn)? || q.items.is_empty() {
+            if !records.write_out(&self.tcp)? || q.items.is_empty() {
                 return Ok(());
             }
-            let taken = conn.writer().write_vectored(&wire_slices(q))?;
+            let taken = records.encrypt(&wire_slices(q))?;
             if taken == 0 {
                 return Ok(());
             }
@@ -129,43 +90,24 @@ impl TlsLink {
         self.tcp.poll_write_ready(cx)
     }
 
-    /// Reads the client's plaintext: decrypts what is buffered, else reads
-    /// records from the socket. What rustls wants to send in reply (an
-    /// alert, a key update) is written through `outbox`.
+    /// Reads the client's plaintext: decrypts what is buffered, else
+    /// reads records from the socket.
     pub(super) fn poll_read(
         &self,
-        outbox: &Outbox,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         loop {
-            let mut conn = self.lock();
-            match conn.reader().read(buf.initialize_unfilled()) {
-                Ok(n) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-            match conn.read_tls(&mut Nonblocking(&self.tcp)) {
-                Ok(_) => {}
+            match self.lock().read(&self.tcp, buf.initialize_unfilled()) {
+                Ok(Read::Data(n)) => buf.advance(n),
+                Ok(Read::Closed) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    drop(conn);
                     ready!(self.tcp.poll_read_ready(cx))?;
                     continue;
                 }
                 Err(e) => return Poll::Ready(Err(e)),
             }
-            let state = conn.process_new_packets().map(|_| ());
-            let reply = conn.wants_write();
-            drop(conn);
-            if reply {
-                outbox.flush_now();
-            }
-            if let Err(e) = state {
-                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
-            }
+            return Poll::Ready(Ok(()));
         }
     }
 }

@@ -8,7 +8,7 @@
 use super::plain::PlainTcp;
 use super::{ConnState, Server};
 use crate::handshake::{self, Body, Refusal};
-use crate::outbox::{Outbox, Socket, TlsLink, WireIo};
+use crate::outbox::{Outbox, Records, Socket, TlsLink, WireIo};
 use crate::reload::Live;
 use crate::session::{self, SessionParams};
 use bytes::Bytes;
@@ -21,7 +21,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tungstenite::protocol::{Role, WebSocketConfig};
 
@@ -81,9 +83,18 @@ impl Server {
                 echo: route == Route::Echo,
             };
             let tracker = server.tracker.clone();
-            match direct_parts(upgraded, direct) {
-                Ok(parts) => server.run_direct(parts, start).map(|s| tracker.spawn(s)),
-                Err(upgraded) => server.run_queued(upgraded, start).map(|s| tracker.spawn(s)),
+            match path(upgraded, direct) {
+                Path::Direct(parts) => server.run_direct(parts, start).map(|s| tracker.spawn(s)),
+                Path::Queued(upgraded) => {
+                    let io = TokioIo::new(upgraded);
+                    server
+                        .run_queued(io, Vec::new(), start)
+                        .map(|s| tracker.spawn(s))
+                }
+                Path::QueuedTls(tls, early) => server
+                    .run_queued(*tls, early, start)
+                    .map(|s| tracker.spawn(s)),
+                Path::Closed => None,
             };
         });
         // Direct mode: the 101 waits (MSG_MORE) for the session's first
@@ -108,8 +119,8 @@ impl Server {
                 let outbox = Arc::new(Outbox::direct(queue, Socket::Plain(write)));
                 (outbox.clone(), WireIo::new(read, outbox))
             }
-            Stream::Tls(tcp, conn) => {
-                let link = Arc::new(TlsLink::new(tcp, *conn));
+            Stream::Tls(tcp, records) => {
+                let link = Arc::new(TlsLink::new(tcp, *records));
                 let outbox = Arc::new(Outbox::direct(queue, Socket::Tls(link.clone())));
                 (outbox.clone(), WireIo::tls(link, outbox))
             }
@@ -128,15 +139,19 @@ impl Server {
     }
 
     /// `server.direct_writes` off: queued mode, the session writes.
-    fn run_queued(
+    fn run_queued<S>(
         &self,
-        upgraded: Upgraded,
+        io: S,
+        early: Vec<u8>,
         start: SessionStart,
-    ) -> Option<impl Future<Output = ()> + Send> {
+    ) -> Option<impl Future<Output = ()> + Send>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let (config, queue) = start.limits();
         let outbox = Arc::new(Outbox::new(queue));
-        let io = TokioIo::new(upgraded);
-        let ws = WebSocketStream::from_raw_socket(io, Role::Server, config).now_or_never()?;
+        let ws =
+            WebSocketStream::from_partially_read(io, early, Role::Server, config).now_or_never()?;
         Some(session::run(
             ws,
             self.session.clone(),
@@ -154,30 +169,60 @@ struct DirectParts {
 
 enum Stream {
     Plain(TcpStream),
-    /// The socket and its TLS state, handshake done.
-    Tls(TcpStream, Box<rustls::ServerConnection>),
+    /// The socket and its TLS 1.3 record layer, handshake done.
+    Tls(TcpStream, Box<Records>),
 }
 
-/// The stream under `upgraded` (plain TCP or TLS over TCP) when direct
-/// writes apply; otherwise the connection as it is.
-fn direct_parts(upgraded: Upgraded, enabled: bool) -> Result<DirectParts, Upgraded> {
+/// Where an upgraded connection goes.
+enum Path {
+    /// Direct writes: plain TCP, or TLS 1.3 with its record keys.
+    Direct(DirectParts),
+    /// Direct writes off: the connection as hyper handed it over.
+    Queued(Upgraded),
+    /// TLS other than 1.3 (rustls keeps it), with hyper's unread bytes.
+    QueuedTls(Box<TlsStream<TcpStream>>, Vec<u8>),
+    /// rustls would not hand over the keys of a connection it had
+    /// agreed to (logged): the connection ends.
+    Closed,
+}
+
+/// Takes the connection under `upgraded` apart for direct writes where
+/// they apply (`enabled`: `server.direct_writes`).
+fn path(upgraded: Upgraded, enabled: bool) -> Path {
     if !enabled {
-        return Err(upgraded);
+        return Path::Queued(upgraded);
     }
     let upgraded = match upgraded.downcast::<TokioIo<PlainTcp>>() {
         Ok(parts) => {
-            return Ok(DirectParts {
+            return Path::Direct(DirectParts {
                 stream: Stream::Plain(parts.io.into_inner().into_inner()),
                 early: parts.read_buf,
             })
         }
         Err(upgraded) => upgraded,
     };
-    let parts = upgraded.downcast::<TokioIo<tokio_rustls::server::TlsStream<TcpStream>>>()?;
-    let (tcp, conn) = parts.io.into_inner().into_inner();
-    Ok(DirectParts {
-        stream: Stream::Tls(tcp, Box::new(conn)),
-        early: parts.read_buf,
+    let parts = match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+        Ok(parts) => parts,
+        Err(upgraded) => return Path::Queued(upgraded),
+    };
+    let tls = parts.io.into_inner();
+    if !Records::can_take_over(tls.get_ref().1) {
+        return Path::QueuedTls(Box::new(tls), parts.read_buf.to_vec());
+    }
+    let (tcp, conn) = tls.into_inner();
+    let (records, plain) = match Records::take_over(conn) {
+        Ok(taken) => taken,
+        Err(e) => {
+            tracing::warn!(error = %e, "TLS keys not handed over; connection closed");
+            return Path::Closed;
+        }
+    };
+    // Hyper's unread bytes came first, then what rustls had decrypted.
+    let mut early = parts.read_buf.to_vec();
+    early.extend_from_slice(&plain);
+    Path::Direct(DirectParts {
+        stream: Stream::Tls(tcp, Box::new(records)),
+        early: early.into(),
     })
 }
 
