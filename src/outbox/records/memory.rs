@@ -48,6 +48,10 @@ impl Wire for Memory {
         Ok(n)
     }
 
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.try_write_vectored(&[IoSlice::new(buf)])
+    }
+
     fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         let mut out = self.outgoing.borrow_mut();
         let start = out.len();

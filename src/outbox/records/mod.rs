@@ -31,6 +31,8 @@ use tokio::net::TcpStream;
 pub trait Wire {
     /// Appends what the socket has to `buf`.
     fn try_read_buf(&self, buf: &mut Vec<u8>) -> io::Result<usize>;
+    /// Writes what the socket takes of `buf`.
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
     /// Writes what the socket takes of `bufs`.
     fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
 }
@@ -38,6 +40,10 @@ pub trait Wire {
 impl Wire for TcpStream {
     fn try_read_buf(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
         TcpStream::try_read_buf(self, buf)
+    }
+
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        TcpStream::try_write(self, buf)
     }
 
     fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
@@ -131,8 +137,12 @@ impl Records {
     /// Encrypts as much of `data` as the output limit allows, at most
     /// [`MAX_FRAGMENT`] bytes per record; returns the bytes taken.
     pub fn encrypt(&mut self, data: &[IoSlice<'_>]) -> io::Result<usize> {
-        let slices: Vec<&[u8]> = data.iter().map(|s| &s[..]).collect();
-        let chunks = OutboundChunks::new(&slices);
+        let mut slices: [&[u8]; super::direct::MAX_IOVECS] = [&[]; super::direct::MAX_IOVECS];
+        let n = data.len().min(slices.len());
+        for (slot, s) in slices.iter_mut().zip(data) {
+            *slot = s;
+        }
+        let chunks = OutboundChunks::new(&slices[..n]);
         let room = OUT_LIMIT.saturating_sub(self.out_bytes);
         let (mut rest, _) = chunks.split_at(room.min(chunks.len()));
         let taken = rest.len();
@@ -171,13 +181,15 @@ impl Records {
 
     /// Writes waiting records; `Ok(false)` when the socket is full.
     pub fn write_out(&mut self, tcp: &impl Wire) -> io::Result<bool> {
-        while !self.out.is_empty() {
-            let mut slices = Vec::with_capacity(self.out.len().min(64));
-            for (i, record) in self.out.iter().take(64).enumerate() {
-                let skip = if i == 0 { self.out_sent } else { 0 };
-                slices.push(IoSlice::new(&record[skip..]));
-            }
-            match tcp.try_write_vectored(&slices) {
+        while let Some(front) = self.out.front() {
+            let written = if self.out.len() == 1 {
+                // One record (the common case below saturation): send(2),
+                // which skips writev's VFS path, as plain writes do.
+                tcp.try_write(&front[self.out_sent..])
+            } else {
+                tcp.try_write_vectored(&self.out_slices())
+            };
+            match written {
                 Ok(0) => return Ok(false),
                 Ok(n) => self.consume_out(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
@@ -187,6 +199,13 @@ impl Records {
         // Idle connections keep no buffer.
         self.out = VecDeque::new();
         Ok(true)
+    }
+
+    /// The waiting records, as slices for one vectored write.
+    fn out_slices(&self) -> Vec<IoSlice<'_>> {
+        let skip = |i: usize| if i == 0 { self.out_sent } else { 0 };
+        let records = self.out.iter().take(super::direct::MAX_IOVECS).enumerate();
+        records.map(|(i, r)| IoSlice::new(&r[skip(i)..])).collect()
     }
 
     fn consume_out(&mut self, mut n: usize) {
