@@ -22,7 +22,8 @@
 //! - [`fanout`]: one shard per worker thread, each queueing and writing
 //!   the messages of its own sessions.
 //! - [`outbox`]: each session's bounded outbound queue, and its direct
-//!   path, which writes frames to the socket (plain or TLS) from the shard.
+//!   path, which writes frames to the socket (plain, or TLS 1.3 through
+//!   the record layer kept from the handshake) from the shard.
 //! - [`broker`]: the Redis side. Feeds (one pub/sub connection each: one
 //!   for standalone and Sentinel, one per master for sharded cluster
 //!   pub/sub) on redcast's own links, reconnects, resubscribes, delivery

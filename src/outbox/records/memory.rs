@@ -1,6 +1,6 @@
 //! [`Records`] without sockets: an in-memory [`Wire`] and a handshake
 //! between rustls peers in memory, for the unit tests and the `records`
-//! fuzz target.
+//! fuzz target (built with the `fuzzing` feature).
 
 use super::{Records, Wire};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};

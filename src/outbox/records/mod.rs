@@ -341,6 +341,7 @@ fn invalid(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error 
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod memory;
 
 #[cfg(test)]
