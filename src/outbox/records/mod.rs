@@ -277,7 +277,7 @@ impl Records {
     /// Decrypts the next whole record in `input`, if there is one.
     fn open_record(&mut self) -> io::Result<Option<Opened>> {
         let rest = &mut self.input[self.next..];
-        let Some(len) = record_len(rest).map(|l| l.min(MAX_RECORD + 1)) else {
+        let Some(len) = record_len(rest) else {
             return Ok(None);
         };
         if len > MAX_RECORD || rest[0] != u8::from(ContentType::ApplicationData) {
@@ -303,7 +303,11 @@ impl Records {
                 self.plain = range;
                 Ok(Some(Opened::Data))
             }
-            ContentType::Alert if plain.payload.get(1) == Some(&0) => Ok(Some(Opened::Closed)),
+            // close_notify (level, description 0); the level is ignored
+            // in TLS 1.3 (RFC 8446 §6).
+            ContentType::Alert if plain.payload.len() == 2 && plain.payload[1] == 0 => {
+                Ok(Some(Opened::Closed))
+            }
             ContentType::Alert => Err(invalid("TLS alert from the client")),
             // A KeyUpdate (or any other post-handshake message): see the
             // module docs.
