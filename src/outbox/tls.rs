@@ -7,11 +7,11 @@
 //! decrypts the client's requests through [`TlsLink::poll_read`]. A write
 //! hands up to [`super::direct::MAX_IOVECS`] queued frames to the record
 //! layer in one call, so several frames share a TLS record (at most
-//! 16 KiB each) and the records leave in one `writev`: no copy per
-//! subscriber besides the encryption itself. Encrypted bytes the socket
-//! did not take wait in the record layer (at most
-//! [`super::records::OUT_LIMIT`]); nothing
-//! more is encrypted until they are gone.
+//! 16 KiB each) and the records leave in one `send` or `writev`: no copy
+//! per subscriber besides the encryption itself. Encrypted bytes the
+//! socket did not take wait in the record layer (at most
+//! [`super::records::OUT_LIMIT`]); nothing more is encrypted until they
+//! are gone.
 
 use super::direct::{advance, wire_slices};
 use super::records::{Read, Records};
@@ -44,7 +44,8 @@ impl TlsLink {
     }
 
     /// Encrypts and writes `bytes` now as far as possible; returns what
-    /// the record layer did not take (`None`: all of it). A failure marks `q` broken.
+    /// the record layer did not take (`None`: all of it). A failure marks
+    /// `q` broken.
     pub(super) fn try_send(&self, bytes: &Bytes, q: &mut Queue) -> Option<Bytes> {
         let mut records = self.lock();
         let taken = records.encrypt(&[IoSlice::new(bytes)]).and_then(|n| {
