@@ -1,17 +1,26 @@
 use super::memory::{configs, handshake, Memory};
 use super::{Read, Records, OUT_LIMIT};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConnection, ServerConfig, SupportedProtocolVersion};
+use rustls::{ClientConfig, ClientConnection, ServerConfig, SupportedProtocolVersion};
 use std::io::{IoSlice, Read as _, Write as _};
 use std::sync::Arc;
 
 fn peers(versions: &[&'static SupportedProtocolVersion]) -> (Arc<ServerConfig>, ClientConnection) {
+    let (server, client) = peer_configs(versions);
+    (server, connect(client))
+}
+
+fn peer_configs(
+    versions: &[&'static SupportedProtocolVersion],
+) -> (Arc<ServerConfig>, Arc<ClientConfig>) {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     let der = CertificateDer::from(cert.cert.der().to_vec());
     let key = PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
-    let (server, client) = configs(der, key, versions).unwrap();
-    let name = ServerName::try_from("localhost").unwrap();
-    (server, ClientConnection::new(client, name).unwrap())
+    configs(der, key, versions).unwrap()
+}
+
+fn connect(config: Arc<ClientConfig>) -> ClientConnection {
+    ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap()
 }
 
 fn pair() -> (Records, ClientConnection) {
@@ -144,4 +153,49 @@ fn a_full_socket_holds_at_most_the_limit() {
 fn tls12_is_not_taken_over() {
     let (server, client) = peers(&[&rustls::version::TLS12]);
     assert!(handshake(server, client).is_none());
+}
+
+/// A client that seals records of any content type itself (with the keys
+/// rustls agreed), for records a TLS library would not send.
+fn hand_sealed_pair() -> (Records, impl FnMut(rustls::ContentType, &[u8]) -> Vec<u8>) {
+    let (server, client) = peer_configs(&[&rustls::version::TLS13]);
+    let mut config = (*client).clone();
+    config.enable_secret_extraction = true;
+    let (records, client) = handshake(server, connect(Arc::new(config))).unwrap();
+    let suite = client.negotiated_cipher_suite().unwrap().tls13().unwrap();
+    let (mut seq, tx) = client.dangerous_extract_secrets().unwrap().tx;
+    let (key, iv) = super::keys(tx).unwrap();
+    let mut tx = suite.aead_alg.encrypter(key, iv);
+    let seal = move |typ, payload: &[u8]| {
+        let message = rustls::crypto::cipher::OutboundPlainMessage {
+            typ,
+            version: rustls::ProtocolVersion::TLSv1_2,
+            payload: rustls::crypto::cipher::OutboundChunks::Single(payload),
+        };
+        seq += 1;
+        tx.encrypt(message, seq - 1).unwrap().encode()
+    };
+    (records, seal)
+}
+
+#[test]
+fn alerts_other_than_close_notify_are_errors_and_empty_records_are_skipped() {
+    use rustls::ContentType::{Alert, ApplicationData};
+    let (mut records, mut seal) = hand_sealed_pair();
+    let wire = Memory::default();
+    for record in [seal(ApplicationData, b""), seal(ApplicationData, b"x")] {
+        wire.incoming.borrow_mut().extend(record);
+    }
+    assert_eq!(read_all(&mut records, &wire).unwrap(), b"x");
+    // A fatal alert, and a close_notify with a stray byte.
+    for alert in [&[2u8, 40][..], &[1, 0, 0]] {
+        let (mut records, mut seal) = hand_sealed_pair();
+        wire.incoming.borrow_mut().extend(seal(Alert, alert));
+        let err = read_all(&mut records, &wire).expect_err("an alert");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{alert:?}");
+        wire.incoming.borrow_mut().clear();
+    }
+    let (mut records, mut seal) = hand_sealed_pair();
+    wire.incoming.borrow_mut().extend(seal(Alert, &[1, 0]));
+    assert!(read_all(&mut records, &wire).unwrap().is_empty());
 }
